@@ -1,0 +1,120 @@
+"""Model weights on disk: `NAME.safetensors` + `NAME.json` (architecture and provenance).
+
+Weights are read with safetensors only, so loading a file never runs code from it. The JSON
+sidecar says which registered model to build and with which config; the same information is
+also stored in the safetensors metadata so a lone `.safetensors` file still loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from m2aenet.atomic import atomic_path, write_text_atomic
+from m2aenet.errors import CheckpointError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+_META_KEY = "m2aenet"
+
+
+def shipped_weights() -> list[str]:
+    """Names of the weights that ship inside the package (`default`, ...)."""
+    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def resolve_weights(name_or_path: str | Path) -> Path:
+    """A shipped weights name (`default`) or a path to a `.safetensors` file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == "" and not candidate.exists():
+        shipped = WEIGHTS_DIR / f"{name_or_path}.safetensors"
+        if shipped.exists():
+            return shipped
+        raise CheckpointError(
+            f"no shipped weights named {str(name_or_path)!r}; shipped: {shipped_weights() or 'none'}"
+        )
+    if not candidate.is_file():
+        raise CheckpointError(f"{candidate}: weights file not found")
+    if candidate.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{candidate}: only .safetensors weights are loaded (other formats can run code on load)"
+        )
+    return candidate
+
+
+def model_record(model: nn.Module) -> dict[str, Any]:
+    """How to rebuild `model`: its registered name and config as plain JSON values."""
+    return {"model": model.model_name, "model_config": dataclasses.asdict(model.config)}
+
+
+def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> Path:
+    """Write `model`'s state dict to `path` (.safetensors) and a `.json` sidecar, atomically.
+
+    `extra` (step, metrics, training command...) goes into the sidecar only.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    record = model_record(model)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={_META_KEY: json.dumps(record)})
+    sidecar = {**record, **(extra or {})}
+    write_text_atomic(path.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
+    return path
+
+
+def read_record(weights_path: Path) -> dict[str, Any]:
+    """The architecture record of a weights file: sidecar JSON if present, else its metadata."""
+    from safetensors import safe_open
+
+    sidecar = weights_path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{sidecar}: not valid JSON ({error})") from error
+    else:
+        try:
+            with safe_open(str(weights_path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except Exception as error:  # safetensors raises its own error types
+            raise CheckpointError(f"{weights_path}: not a safetensors file ({error})") from error
+        if _META_KEY not in metadata:
+            raise CheckpointError(f"{weights_path}: no {sidecar.name} beside it and no model record")
+        record = json.loads(metadata[_META_KEY])
+    if "model" not in record:
+        raise CheckpointError(f"{weights_path}: model record lacks the 'model' key")
+    return record
+
+
+def load_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file on the CPU; anything else is refused."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(weights_path), device="cpu")
+    except Exception as error:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({error})") from error
+
+
+def load_model(
+    name_or_path: str | Path = "default", device: str | torch.device = "cpu"
+) -> nn.Module:
+    """Build the recorded architecture and load its weights (strict shapes), in eval mode."""
+    from m2aenet.registry import create_model
+
+    weights_path = resolve_weights(name_or_path)
+    record = read_record(weights_path)
+    model = create_model(record["model"], **record.get("model_config", {}))
+    state = load_state_dict(weights_path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0:3]
+        raise CheckpointError(f"{weights_path}: weights do not fit {record['model']}: {first}") from error
+    return model.to(device).eval()

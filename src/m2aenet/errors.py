@@ -1,0 +1,17 @@
+"""Exceptions the CLI turns into one clear line and a non-zero exit code."""
+
+
+class M2AENetError(Exception):
+    """Base class: a user-facing problem (bad input, bad config, missing file)."""
+
+
+class ConfigError(M2AENetError):
+    """A configuration key or value is wrong; the message names the key."""
+
+
+class InputError(M2AENetError):
+    """An input file or folder cannot be used; the message names the file."""
+
+
+class CheckpointError(M2AENetError):
+    """A weights file is missing, not safetensors, or does not fit the model."""
