@@ -1,6 +1,6 @@
 """`python -m m2aenet` (also what `torchrun -m m2aenet` runs)."""
 
-from m2aenet.cli import main
+from m2aenet.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import platform
 import sys
 
 from m2aenet.errors import M2AENetError
 
 COMMANDS = ("synth", "train", "eval", "deblur", "bench", "export")
+
+# glibc hands freed memory back to the OS too eagerly for torch's allocation pattern; these
+# tunables made torch ops 1.3-5x faster on a 2-core machine (docs/decisions.md). glibc reads
+# them only at process start, so the console script re-executes itself once with them set.
+FAST_MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+_NO_REEXEC = "M2AENET_NO_REEXEC"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,3 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"m2aenet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _reexec_with_fast_malloc() -> None:
+    """Restart this process with FAST_MALLOC_TUNABLES unless the user set their own tunables."""
+    if (
+        os.environ.get("GLIBC_TUNABLES") is not None
+        or os.environ.get(_NO_REEXEC)
+        or sys.platform != "linux"
+        or platform.libc_ver()[0] != "glibc"
+    ):
+        return
+    env = {**os.environ, "GLIBC_TUNABLES": FAST_MALLOC_TUNABLES, _NO_REEXEC: "1"}
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "m2aenet", *sys.argv[1:]], env)
+    except OSError:
+        return  # cannot re-exec (unusual interpreter set-up): run as we are
+
+
+def entry() -> int:
+    """Console-script and `python -m m2aenet` entry point."""
+    _reexec_with_fast_malloc()
+    return main()
