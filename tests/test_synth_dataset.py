@@ -68,3 +68,19 @@ def test_motion_option_and_batching(tmp_path: Path) -> None:
     assert batch["blur"].shape == (2, 3, 32, 40)
     assert batch["motion"].shape == (2, 4, 2, 32, 40) and batch["motion"].dtype == torch.float32
     assert bool(batch["mask"].eq(1).all())  # global_fraction=1: camera shake everywhere
+
+
+def test_blur_reference_side_draws_longer_blur_on_small_frames(tmp_path: Path) -> None:
+    """Small training crops can carry the blur lengths of a larger reference frame."""
+    from m2aenet.data.sources import photo_pool
+    from m2aenet.data.synth import SampleGenerator, local_blur_range
+
+    photos = photo_pool("train", [_photos(tmp_path)])
+    plain = SampleGenerator(photos, size=(64, 64), mode="local", seed=3)
+    scaled = SampleGenerator(photos, size=(64, 64), mode="local", seed=3, blur_reference_side=512)
+    high = local_blur_range((512, 512))[1]
+    plain_lengths = [o["blur_px"] for i in range(6) for o in plain(i).params["objects"]]
+    scaled_lengths = [o["blur_px"] for i in range(6) for o in scaled(i).params["objects"]]
+    assert max(plain_lengths) <= local_blur_range((64, 64))[1] * 1.5
+    assert max(scaled_lengths) > local_blur_range((64, 64))[1] * 1.5
+    assert max(scaled_lengths) <= high * 1.5

@@ -288,13 +288,15 @@ def synthesize_global(
     rng: np.random.Generator,
     size: tuple[int, int],
     motion_points: int = MOTION_SAMPLES,
+    blur_range: tuple[float, float] | None = None,
 ) -> SynthSample:
     """Global (camera-shake) blur with a random smooth shake path and a small rotation.
 
-    scene: sRGB (H + 2m, W + 2m, 3), uint8 or float in [0, 1], with m = `global_margin(size)`.
+    scene: sRGB (H + 2m, W + 2m, 3), uint8 or float in [0, 1], with m = `global_margin(size)`
+    (or the margin of the size that `blur_range` was taken from, if that is larger).
     """
     height, width = size
-    low, high = global_blur_range(size)
+    low, high = blur_range or global_blur_range(size)
     radius = 0.5 * math.hypot(width, height)
     shake = sample_camera_shake(rng, _log_uniform(rng, low, high), radius)
     return render_global(scene, shake, size, motion_points)
@@ -320,7 +322,9 @@ class SampleGenerator:
     photos: the pool (see `sources.photo_pool`); size: (H, W); mode: local, global or mixed
     (global with probability `global_fraction`); noise: add random Poisson-Gaussian noise to
     the blur; jpeg: JPEG quality for the blur, or None; motion_points: K of the motion ground
-    truth (it does not change the images). Same arguments -> same pixels.
+    truth (it does not change the images); blur_reference_side: draw blur lengths as for a
+    square frame of this side (training crops of 256 px can then carry the 4-60 px blur of
+    512 px photos), default the frame itself. Same arguments -> same pixels.
     """
 
     def __init__(
@@ -335,6 +339,7 @@ class SampleGenerator:
         jpeg: int | None = None,
         cache: PhotoCache | None = None,
         motion_points: int = MOTION_SAMPLES,
+        blur_reference_side: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -351,8 +356,10 @@ class SampleGenerator:
         if motion_points < 1:
             raise InputError(f"motion_points must be >= 1, got {motion_points}")
         self.motion_points = int(motion_points)
+        side = int(blur_reference_side) if blur_reference_side else None
+        self.length_size = (side, side) if side else self.size
         # Crops zoom in to 40% of a photo's short side at most, so 2.5x the frame side suffices.
-        side = math.ceil(2.5 * (min(self.size) + 2 * global_margin(self.size)))
+        side = math.ceil(2.5 * (min(self.size) + 2 * self._margin()))
         self.cache = cache or PhotoCache(short_side=side)
 
     def __call__(self, index: int) -> SynthSample:
@@ -402,18 +409,29 @@ class SampleGenerator:
                     break
             textures.append(texture)
             sources.append({"source": str(source), **info})
-        sample = synthesize_local(background, textures, rng, motion_points=self.motion_points)
+        sample = synthesize_local(
+            background,
+            textures,
+            rng,
+            blur_range=local_blur_range(self.length_size),
+            motion_points=self.motion_points,
+        )
         sample.params["background"] = {"source": str(path), **crop}
         for described, source in zip(sample.params["objects"], sources, strict=True):
             described.update(source)
         return sample
 
+    def _margin(self) -> int:
+        return max(global_margin(self.size), global_margin(self.length_size))
+
     def _global(self, rng: np.random.Generator) -> SynthSample:
-        margin = global_margin(self.size)
+        margin = self._margin()
         scene_size = (self.size[0] + 2 * margin, self.size[1] + 2 * margin)
         path, photo = self._pick(rng, scene_size)
         scene, crop = random_crop(photo, scene_size, rng)
-        sample = synthesize_global(scene, rng, self.size, self.motion_points)
+        sample = synthesize_global(
+            scene, rng, self.size, self.motion_points, global_blur_range(self.length_size)
+        )
         sample.params["background"] = {"source": str(path), **crop}
         return sample
 

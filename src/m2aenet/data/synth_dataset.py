@@ -38,6 +38,7 @@ class OnTheFlySynthDataset(Dataset):
         jpeg: int | None = None,
         with_motion: bool = False,
         motion_points: int = 8,
+        blur_reference_side: int | None = None,
     ) -> None:
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
@@ -53,6 +54,7 @@ class OnTheFlySynthDataset(Dataset):
             noise,
             jpeg,
             motion_points=motion_points,
+            blur_reference_side=blur_reference_side,
         )
 
     def __len__(self) -> int:
