@@ -1,0 +1,427 @@
+"""The Python API: `Deblurrer` restores local motion blur in images of any common type.
+
+    from m2aenet import Deblurrer
+    deblur = Deblurrer.from_pretrained("default")
+    result = deblur(image)        # PIL image, numpy array or a path
+    result.image                  # same type / dtype family as the input
+    result.mask                   # bool (H, W): the pixels the network processed
+    result.stats                  # size, blurred fraction, time, FLOPs dense vs pruned, tiles
+
+Outside the mask the output is the input, exactly: the output is composed as
+`where(mask, restored, original)` in the input's own dtype, so no value the network did not
+touch goes through a float round trip.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from m2aenet.errors import InputError
+from m2aenet.tiling import run_tiled, validate_tiling
+
+if TYPE_CHECKING:
+    from m2aenet.imageio import LoadedImage
+
+#: ITU-R BT.601 luma weights, the ones Pillow's `convert("L")` uses: a gray input is restored
+#: as RGB (gray replicated) and turned back into gray with these.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+#: Images with more pixels than this are tiled automatically (`tile=None`). Measured peak
+#: memory of m2aenet-s in deploy mode on the CPU (docs/usage.md): about 1.15 GB per megapixel
+#: when every pixel is kept, 0.3 GB at 20 % kept; so 4.2 megapixels stay under about 5 GB.
+AUTO_TILE_PIXELS = 2048 * 2048
+#: Tile side used by automatic tiling: about 1.2 GB per tile at worst.
+AUTO_TILE_SIZE = 1024
+
+# Pillow modes kept as they are: mode -> numpy dtype of its raw pixel data.
+_RAW_MODES = {
+    "L": np.uint8,
+    "LA": np.uint8,
+    "RGB": np.uint8,
+    "RGBA": np.uint8,
+    "I;16": np.dtype("<u2"),
+    "I;16L": np.dtype("<u2"),
+    "I;16B": np.dtype(">u2"),
+    "I;16N": np.uint16,
+    "I": np.int32,
+    "F": np.float32,
+}
+# Other Pillow modes are converted first and come back in the converted mode.
+_CONVERTED_MODES = {"1": "L", "La": "LA", "PA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB"}
+
+
+@dataclass
+class Result:
+    """What a `Deblurrer` returns for one image.
+
+    image: the restored image, same type and dtype family as the input (see `Deblurrer.__call__`).
+    mask: bool (H, W), True where the network restored the pixel; elsewhere image == input.
+    stats: height, width, fraction (blurred fraction of the pixels), ms (network time),
+        dense_gflops and pruned_gflops (None when FLOP counting is off), tiles.
+    """
+
+    image: Any
+    mask: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _value_scale(dtype: np.dtype) -> float | None:
+    """Full-scale value of an integer pixel dtype (255, 65535); None for float pixels."""
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if np.issubdtype(dtype, np.floating):
+        return None
+    raise InputError(
+        f"unsupported pixel dtype {dtype}: use uint8, uint16 or float in [0, 1] arrays"
+    )
+
+
+def _split_channels(array: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(colour channels (H, W, 3) or (H, W), is_gray) of an (H, W) / (H, W, 1|2|3|4) array."""
+    if array.ndim == 2:
+        return array, True
+    if array.ndim == 3 and array.shape[2] in (1, 2):
+        return array[..., 0], True
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return array[..., :3], False
+    raise InputError(
+        f"unsupported image array shape {array.shape}: expected (H, W) or (H, W, 1|2|3|4)"
+    )
+
+
+def _to_model_rgb(array: np.ndarray) -> np.ndarray:
+    """float32 (H, W, 3) in [0, 1] for the network, from any supported pixel array."""
+    scale = _value_scale(array.dtype)
+    color, is_gray = _split_channels(array)
+    rgb = color.astype(np.float32)
+    if scale is not None:
+        rgb /= scale
+    if is_gray:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def compose(original: np.ndarray, restored_rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`where(mask, restored, original)` in `original`'s layout and dtype.
+
+    original: (H, W) or (H, W, 1|2|3|4), uint8 / uint16 / float; restored_rgb: float (H, W, 3)
+    in [0, 1]; mask: bool (H, W). Alpha channels are copied from `original`; gray originals get
+    the luma of the restored RGB (`LUMA_WEIGHTS`). Integer outputs are rounded; float outputs
+    are float32. Pixels where `mask` is False are copies of `original`, bit for bit.
+    """
+    scale = _value_scale(original.dtype)
+    color, is_gray = _split_channels(original)
+    restored = np.clip(restored_rgb.astype(np.float32), 0.0, 1.0)
+    if is_gray:
+        restored = restored @ LUMA_WEIGHTS
+    if scale is not None:
+        restored = np.round(restored * scale).clip(0, scale).astype(original.dtype)
+    out = original.astype(original.dtype if scale is not None else np.float32, copy=True)
+    where = mask if is_gray or color.ndim == 2 else mask[..., None]
+    new_color = np.where(where, restored, color)
+    if original.ndim == 2:
+        out[...] = new_color
+    elif is_gray:
+        out[..., 0] = new_color
+    else:
+        out[..., :3] = new_color
+    return out
+
+
+def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
+    """(pixel array, mode to give back) of a PIL image, converting modes we cannot keep."""
+    mode = image.mode
+    if mode not in _RAW_MODES:
+        if mode in _CONVERTED_MODES:
+            mode = _CONVERTED_MODES[mode]
+        elif mode == "P":
+            mode = "RGBA" if "transparency" in image.info else "RGB"
+        else:  # CMYK, YCbCr, LAB, HSV: colour spaces the network does not know
+            mode = "RGB"
+        image = image.convert(mode)
+    channels = len(image.getbands())
+    shape = (image.height, image.width) + ((channels,) if channels > 1 else ())
+    array = np.frombuffer(image.tobytes(), dtype=_RAW_MODES[mode]).reshape(shape)
+    if mode.startswith("I;16"):
+        array = array.astype(np.uint16)  # native byte order for the arithmetic
+    elif mode == "I":
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise InputError("PIL mode 'I' image with values outside 0..65535 is not supported")
+        array = array.astype(np.uint16)
+    return array, mode
+
+
+def _array_to_pil(array: np.ndarray, mode: str) -> Image.Image:
+    """Inverse of `_pil_to_array` for a composed array."""
+    raw = array.astype(_RAW_MODES[mode])
+    return Image.frombytes(mode, (array.shape[1], array.shape[0]), raw.tobytes())
+
+
+def _loaded_to_array(loaded: LoadedImage) -> np.ndarray:
+    """The pixel values of a loaded file in its own bit depth: (H, W[, C]) uint8 or uint16."""
+    scale = 65535.0 if loaded.bit_depth == 16 else 255.0
+    dtype = np.uint16 if loaded.bit_depth == 16 else np.uint8
+    color = loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb
+    channels = [color] if color.ndim == 3 else [color[..., None]]
+    if loaded.alpha is not None:
+        channels.append(loaded.alpha[..., None])
+    stacked = np.concatenate(channels, axis=2) if len(channels) > 1 else channels[0]
+    if stacked.ndim == 3 and stacked.shape[2] == 1:
+        stacked = stacked[..., 0]
+    return np.round(stacked * scale).clip(0, scale).astype(dtype)
+
+
+def _array_to_pil_8bit(array: np.ndarray) -> Image.Image:
+    """A PIL image of an integer pixel array; 16-bit colour (no PIL mode) is reduced to 8-bit."""
+    if array.dtype == np.uint16 and array.ndim == 2:
+        return _array_to_pil(array, "I;16")
+    if array.dtype == np.uint16:
+        array = np.round(array / 257.0).astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return _array_to_pil(array, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels])
+
+
+class Deblurrer:
+    """Restore local motion blur with an M2AENet model (or any model with the same contract).
+
+    model: a network honouring the model contract (`model(x) -> ModelOutput`, `mask_threshold`,
+        `executor`); it is moved to `device` and put in eval mode. `from_pretrained` also
+        reparameterizes it into deploy mode (pixel pruning); an in-memory model is used as is.
+    device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
+    threshold: sets `model.mask_threshold` (higher: fewer pixels processed, faster).
+    dense: process every pixel (an all-ones mask), for comparison with the pruned run.
+    tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS pixels, 0 never.
+    tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps).
+    executor: deploy-mode executor, "auto" | "pixel" | "tile".
+    count_flops: fill `stats["dense_gflops"]` / `["pruned_gflops"]` (counted once on small
+        probes, then scaled by pixel counts; see `flops_estimate`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "auto",
+        threshold: float | None = None,
+        dense: bool = False,
+        tile: int | None = None,
+        tile_overlap: int = 32,
+        executor: str = "auto",
+        count_flops: bool = True,
+    ) -> None:
+        from m2aenet.device import resolve_device
+
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.model = model.to(self.device).eval()
+        if threshold is not None:
+            self.model.mask_threshold = float(threshold)
+        if hasattr(self.model, "executor"):
+            self.model.executor = executor
+        if tile:
+            validate_tiling(tile, tile_overlap)
+        self.dense = dense
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.count_flops = count_flops
+        self._flop_rates: tuple[float, float, float] | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights: str | os.PathLike = "default",
+        device: str | torch.device = "auto",
+        **options: Any,
+    ) -> Deblurrer:
+        """Load shipped weights by name (`"default"`) or a `.safetensors` path, in deploy mode.
+
+        options: the keyword arguments of `Deblurrer` (threshold, dense, tile, ...).
+        Raises CheckpointError when the weights are missing, not safetensors, or do not fit.
+        """
+        from m2aenet.checkpoint import load_model
+        from m2aenet.device import resolve_device
+
+        device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        model = load_model(weights, device=device)
+        if hasattr(model, "reparameterize"):
+            model = model.reparameterize() or model
+        return cls(model, device=device, **options)
+
+    # -- the network pass ---------------------------------------------------------------------
+
+    def _tile_size(self, height: int, width: int) -> int | None:
+        if self.tile is None:
+            return AUTO_TILE_SIZE if height * width > AUTO_TILE_PIXELS else None
+        return self.tile or None
+
+    def _run_model(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(restored (1, 3, h, w), bool mask (1, 1, h, w)) of x, on the model's device."""
+        x = x.to(self.device)
+        mask = torch.ones_like(x[:, :1]) if self.dense else None
+        out = self.model(x) if mask is None else self.model(x, mask=mask)
+        return out.image.float(), out.mask > 0.5
+
+    @torch.inference_mode()
+    def restore(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Run the network on float32 (H, W, 3) RGB in [0, 1].
+
+        Returns (restored float32 (H, W, 3), bool mask (H, W), stats). Where the mask is False
+        the restored array equals `rgb`. Most callers want `__call__`, which also keeps the
+        input's type, dtype and alpha.
+        """
+        height, width = rgb.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        tile = self._tile_size(height, width)
+        start = time.perf_counter()
+        if tile is not None and (height > tile or width > tile):
+            restored, mask, tiles = run_tiled(self._run_model, x, tile, self.tile_overlap)
+        else:
+            # The model contract already returns the input outside its mask.
+            restored, mask = (tensor.cpu() for tensor in self._run_model(x))
+            tiles = 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        ms = (time.perf_counter() - start) * 1000.0
+        mask_np = mask[0, 0].numpy()
+        kept = int(mask_np.sum())
+        stats: dict[str, Any] = {
+            "height": height,
+            "width": width,
+            "fraction": kept / float(height * width),
+            "ms": ms,
+            "dense_gflops": None,
+            "pruned_gflops": None,
+            "tiles": tiles,
+        }
+        if self.count_flops:
+            stats["dense_gflops"], stats["pruned_gflops"] = self.flops_estimate(height, width, kept)
+        return restored[0].permute(1, 2, 0).numpy(), mask_np, stats
+
+    # -- FLOPs --------------------------------------------------------------------------------
+
+    def flops_estimate(self, height: int, width: int, kept: int) -> tuple[float, float]:
+        """(dense, pruned) GFLOPs of an image of `height` x `width` with `kept` masked pixels.
+
+        `m2aenet.flops.count_flops` runs once per Deblurrer on three small probes (no pixel
+        kept; one pixel kept; every pixel kept), with the pixel executor, giving per-pixel costs
+        of the parts that always run (mask predictor; with any kept pixel also the analyzer and
+        stem) and the cost per kept pixel. An image then costs `pixels * fixed + kept * per_kept`:
+        the arithmetic of pixel-level pruning, whichever executor ran (the tile executor may
+        do more arithmetic where that is faster). Dense is the same with every pixel kept.
+        Counting the real run instead nearly doubled its time (measured: 5.6 s -> 10.5 s on a
+        1-megapixel image), so it is not done.
+        """
+        if self._flop_rates is None:
+            self._flop_rates = self._measure_flop_rates()
+        nothing_kept, fixed, per_kept = self._flop_rates
+        pixels = height * width
+        dense = pixels * (fixed + per_kept)
+        pruned = pixels * nothing_kept if kept == 0 else pixels * fixed + kept * per_kept
+        return dense / 1e9, pruned / 1e9
+
+    @torch.inference_mode()
+    def _measure_flop_rates(self, size: int = 64) -> tuple[float, float, float]:
+        """Per-pixel FLOPs: (nothing kept, fixed part when something is kept, per kept pixel)."""
+        from m2aenet.flops import count_flops
+
+        probe = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+        probe = probe.to(self.device)
+        none = torch.zeros(1, 1, size, size, device=self.device)
+        one = none.clone()
+        one[..., size // 2, size // 2] = 1.0
+        executor = getattr(self.model, "executor", None)
+        if executor is not None:
+            self.model.executor = "pixel"
+        try:
+            flops = [
+                float(count_flops(self.model, probe, mask=mask).flops)
+                for mask in (none, one, torch.ones_like(none))
+            ]
+        finally:
+            if executor is not None:
+                self.model.executor = executor
+        pixels = float(size * size)
+        per_kept = max(flops[2] - flops[1], 0.0) / (pixels - 1.0)
+        return flops[0] / pixels, (flops[1] - per_kept) / pixels, per_kept
+
+    # -- public entry points ------------------------------------------------------------------
+
+    def deblur_array(self, array: np.ndarray) -> Result:
+        """Deblur a pixel array: (H, W) gray or (H, W, 1|2|3|4), uint8 / uint16 / float [0, 1].
+
+        The result has the input's shape and dtype (float inputs give float32); alpha
+        (channel 2 of 2 or 4 of 4) is copied from the input.
+        """
+        array = np.asarray(array)
+        restored, mask, stats = self.restore(_to_model_rgb(array))
+        return Result(compose(array, restored, mask), mask, stats)
+
+    def __call__(self, image: Image.Image | np.ndarray | str | os.PathLike) -> Result:
+        """Deblur a PIL image, a numpy array or an image file.
+
+        - PIL image -> PIL image of the same mode (L, LA, RGB, RGBA, I;16, I, F). Palette and
+          other modes are converted to RGB / RGBA / L first and come back in that mode.
+        - numpy array -> array of the same shape; uint8 and uint16 keep their dtype, float
+          arrays (taken as [0, 1]) give float32.
+        - path -> PIL image read with `m2aenet.imageio.load_image` (EXIF orientation applied);
+          16-bit colour files come back as 8-bit RGB(A) (use `deblur_file` to keep 16 bits).
+        """
+        if isinstance(image, Image.Image):
+            array, mode = _pil_to_array(image)
+            result = self.deblur_array(array)
+            result.image = _array_to_pil(result.image, mode)
+            return result
+        if isinstance(image, np.ndarray):
+            return self.deblur_array(image)
+        if isinstance(image, str | os.PathLike):
+            from m2aenet.imageio import load_image
+
+            result = self.deblur_array(_loaded_to_array(load_image(image)))
+            result.image = _array_to_pil_8bit(result.image)
+            return result
+        raise TypeError(
+            f"Deblurrer takes a PIL image, a numpy array or a path, not {type(image).__name__}"
+        )
+
+    def deblur_file(
+        self,
+        source: str | os.PathLike,
+        destination: str | os.PathLike,
+        mask_path: str | os.PathLike | None = None,
+        overlay_path: str | os.PathLike | None = None,
+        jpeg_quality: int = 95,
+    ) -> Result:
+        """Deblur one image file into `destination`, keeping format, bit depth, gray and alpha.
+
+        Optionally writes the mask (8-bit PNG, 255 = restored) and an overlay picture of the
+        mask over the input. Every file is written atomically, the image last. Raises
+        InputError naming `source` when it cannot be read. `result.image` holds the written
+        pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha as the last channel).
+        """
+        from m2aenet.imageio import load_image, save_image, write_png
+
+        loaded = load_image(source)
+        original = _loaded_to_array(loaded)
+        result = self.deblur_array(original)
+        if mask_path is not None:
+            write_png(mask_path, result.mask.astype(np.uint8) * 255)
+        if overlay_path is not None:
+            from m2aenet.visualize import mask_overlay
+
+            write_png(overlay_path, mask_overlay(_to_model_rgb(original), result.mask))
+        # The composed integers go to the writer as they are (alpha comes from `loaded`), so
+        # pixels outside the mask are written with the values that were read.
+        color, _ = _split_channels(result.image)
+        save_image(Path(destination), color, like=loaded, jpeg_quality=jpeg_quality)
+        return result

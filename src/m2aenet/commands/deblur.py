@@ -1,0 +1,245 @@
+"""`m2aenet deblur INPUT... -o OUTDIR`: restore a batch of images with a trained model.
+
+Under `torchrun --nproc_per_node N -m m2aenet deblur ...` every process reads RANK and
+WORLD_SIZE and takes its own round-robin share of the sorted inputs; no process group is
+needed. Each process prints the summary of its share, and with `--json FILE` and several
+processes, process R writes `FILE` with `.rankR` before the suffix (`summary.rank0.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PROG = "m2aenet deblur"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the `deblur` sub-command."""
+    parser = subparsers.add_parser(
+        "deblur",
+        help="restore local motion blur in image files",
+        description=(
+            "Deblur image files (PNG, JPEG, TIFF, WebP; 8/16-bit, gray, RGBA) into OUTDIR, "
+            "keeping each file's name, format and bit depth. Inputs are never overwritten."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    parser.add_argument(
+        "--recursive", action="store_true", help="also take images in sub-folders of folders"
+    )
+    parser.add_argument(
+        "--weights",
+        default="default",
+        metavar="NAME|PATH",
+        help="shipped weights name or a .safetensors file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="blur-mask threshold in [0, 1]; higher processes fewer pixels (default: the model's)",
+    )
+    parser.add_argument(
+        "--dense", action="store_true", help="process every pixel (no pruning), for comparison"
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="process in N x N tiles (default: automatic for very large images; 0: never)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=32,
+        metavar="N",
+        help="pixels shared by neighbouring tiles (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("auto", "pixel", "tile"),
+        default="auto",
+        help="how pruned pixels are computed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--save-mask",
+        action="store_true",
+        help="also write NAME_mask.png and NAME_overlay.png (the detected blur)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write a per-image JSON summary"
+    )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=95,
+        metavar="Q",
+        help="quality of JPEG outputs, 1-100 (default: %(default)s)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _rank_json_path(path: Path, rank: int, world_size: int) -> Path:
+    if world_size == 1:
+        return path
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def _process_device(device: str, world_size: int) -> str:
+    """Under torchrun, `auto`/`cuda` means this process's own GPU: cuda:LOCAL_RANK."""
+    import torch
+
+    if world_size == 1 or device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return f"cuda:{local_rank % torch.cuda.device_count()}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deblur every input; return 0, or 1 when any image failed."""
+    from tqdm import tqdm
+
+    from m2aenet.api import Deblurrer
+    from m2aenet.atomic import write_text_atomic
+    from m2aenet.errors import ConfigError
+    from m2aenet.inputs import (
+        check_plan,
+        collect_inputs,
+        plan_outputs,
+        rank_from_environment,
+        shard,
+    )
+
+    if not 1 <= args.jpeg_quality <= 100:
+        raise ConfigError(f"--jpeg-quality {args.jpeg_quality}: must be in 1..100")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ConfigError(f"--threshold {args.threshold}: must be in [0, 1]")
+    rank, world_size = rank_from_environment()
+    json_path = _rank_json_path(args.json, rank, world_size) if args.json else None
+
+    # Everything that could harm an input is checked on the whole batch, by every process,
+    # before the model is even loaded.
+    inputs = collect_inputs(args.inputs, recursive=args.recursive)
+    jobs = plan_outputs(inputs, args.output, save_mask=args.save_mask)
+    input_folders = [spec for spec in args.inputs if Path(spec).is_dir()]
+    check_plan(jobs, args.output, [json_path] if json_path else [], input_folders)
+    mine = shard(jobs, rank, world_size)
+
+    deblurrer = Deblurrer.from_pretrained(
+        args.weights,
+        device=_process_device(args.device, world_size),
+        threshold=args.threshold,
+        dense=args.dense,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        executor=args.executor,
+    )
+
+    records: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    progress = tqdm(mine, unit="img", disable=args.no_progress or None, file=sys.stderr)
+    for job in progress:
+        record = _deblur_one(deblurrer, job, args)
+        if record["status"] == "skipped":
+            message = f"{PROG}: {record['existing']} exists, skipped (use --overwrite to replace)"
+            progress.write(message, file=sys.stderr)
+        elif record["status"] == "failed":
+            progress.write(f"{PROG}: error: {record['error']}", file=sys.stderr)
+        records.append(record)
+    progress.close()
+
+    total_s = time.perf_counter() - start
+    summary = _summary(records, total_s)
+    prefix = f"[rank {rank}/{world_size}] " if world_size > 1 else ""
+    print(prefix + _summary_line(summary))
+    if json_path is not None:
+        document = {
+            "weights": str(args.weights),
+            "device": str(deblurrer.device),
+            "dense": args.dense,
+            "threshold": getattr(deblurrer.model, "mask_threshold", None),
+            "rank": rank,
+            "world_size": world_size,
+            "summary": summary,
+            "images": records,
+        }
+        write_text_atomic(json_path, json.dumps(document, indent=2) + "\n")
+    return 1 if summary["failed"] else 0
+
+
+def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Process one OutputJob; returns its JSON record (status ok, skipped or failed)."""
+    from m2aenet.errors import M2AENetError
+
+    record: dict[str, Any] = {
+        "name": str(job.source.relative),
+        "input": str(job.source.path),
+        "output": str(job.image),
+    }
+    existing = [path for path in job.outputs if path.exists()]
+    if existing and not args.overwrite:
+        return {**record, "status": "skipped", "existing": str(existing[0])}
+    try:
+        result = deblurrer.deblur_file(
+            job.source.path, job.image, job.mask, job.overlay, args.jpeg_quality
+        )
+    except M2AENetError as error:  # messages name the file already
+        return {**record, "status": "failed", "error": str(error)}
+    except Exception as error:  # noqa: BLE001 - one broken file must not stop the batch
+        error_text = f"{job.source.path}: {type(error).__name__}: {error}"
+        return {**record, "status": "failed", "error": error_text}
+    stats = result.stats
+    record.update(
+        status="ok",
+        size=[stats["width"], stats["height"]],
+        fraction=stats["fraction"],
+        ms=stats["ms"],
+        dense_gflops=stats["dense_gflops"],
+        pruned_gflops=stats["pruned_gflops"],
+        tiles=stats["tiles"],
+    )
+    if job.mask is not None:
+        record.update(mask=str(job.mask), overlay=str(job.overlay))
+    return record
+
+
+def _summary(records: list[dict[str, Any]], total_s: float) -> dict[str, Any]:
+    done = [record for record in records if record["status"] == "ok"]
+    fractions = [record["fraction"] for record in done]
+    dense = [record["dense_gflops"] for record in done if record["dense_gflops"] is not None]
+    pruned = [record["pruned_gflops"] for record in done if record["pruned_gflops"] is not None]
+    return {
+        "done": len(done),
+        "skipped": sum(record["status"] == "skipped" for record in records),
+        "failed": sum(record["status"] == "failed" for record in records),
+        "mean_fraction": sum(fractions) / len(fractions) if fractions else None,
+        "dense_gflops": sum(dense) if dense else None,
+        "pruned_gflops": sum(pruned) if pruned else None,
+        "total_s": total_s,
+    }
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    fraction = summary["mean_fraction"]
+    fraction_text = "n/a" if fraction is None else f"{100.0 * fraction:.1f}%"
+    line = (
+        f"{summary['done']} images done, {summary['skipped']} skipped, {summary['failed']} failed; "
+        f"mean blurred fraction {fraction_text}; total {summary['total_s']:.1f} s"
+    )
+    if summary["dense_gflops"]:
+        saved = 1.0 - summary["pruned_gflops"] / summary["dense_gflops"]
+        line += f"; FLOPs saved {100.0 * saved:.0f}%"
+    return line

@@ -1,0 +1,207 @@
+"""Which files a batch reads and where each result goes, with the rules that protect inputs.
+
+`collect_inputs` turns command-line arguments (files, folders, globs) into a sorted list of
+`InputFile`s; `plan_outputs` maps each one to its output paths under the output folder and
+refuses, before any work starts, a plan that would write over an input. `shard` gives each
+process of a multi-process run (`torchrun`) its own disjoint share of the list.
+
+Nothing here touches image pixels, so everything is cheap and testable without a model.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from m2aenet.errors import InputError
+
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One image to process.
+
+    `path` is where it is read from; `relative` is where its result goes, relative to the
+    output folder: the file name for a file given by name, and the path below the searched
+    folder for files found in a folder or by a glob (so `--recursive` keeps sub-folders apart).
+    """
+
+    path: Path
+    relative: Path
+
+
+@dataclass(frozen=True)
+class OutputJob:
+    """One input and the files written for it (`mask` and `overlay` only with `--save-mask`)."""
+
+    source: InputFile
+    image: Path
+    mask: Path | None = None
+    overlay: Path | None = None
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """Every path this job writes, the image last."""
+        return tuple(path for path in (self.mask, self.overlay, self.image) if path is not None)
+
+
+def _is_image_path(path: Path) -> bool:
+    from m2aenet.imageio import is_image_path
+
+    return is_image_path(path)
+
+
+def _has_glob_characters(text: str) -> bool:
+    return any(character in _GLOB_CHARACTERS for character in text)
+
+
+def _glob_base(pattern: str) -> Path:
+    """The longest leading part of `pattern` without glob characters (a folder)."""
+    parts = Path(pattern).parts
+    base: list[str] = []
+    for part in parts[:-1]:
+        if _has_glob_characters(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def _folder_images(folder: Path, recursive: bool) -> list[InputFile]:
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    found = []
+    for path in candidates:
+        if path.is_file() and _is_image_path(path):
+            found.append(InputFile(path, path.relative_to(folder)))
+    return found
+
+
+def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -> list[InputFile]:
+    """Expand files, folders and glob patterns into a sorted, de-duplicated list of inputs.
+
+    - A file named explicitly is always taken (if it is not an image, reading it fails later
+      with a message naming it, like any other bad file).
+    - A folder contributes the images directly inside it (`recursive=True`: at any depth);
+      hidden files and files without an image extension (`imageio.is_image_path`) are left out.
+    - A pattern with `*`, `?` or `[` is expanded here, so quoted patterns work on every shell;
+      `**` matches sub-folders when `recursive=True`. Only image files are taken.
+
+    Raises InputError naming the argument when it does not exist, when a pattern matches no
+    image, or when nothing at all is found.
+    """
+    found: dict[Path, InputFile] = {}
+    for spec in specs:
+        text = os.fspath(spec)
+        path = Path(text)
+        if path.is_file():
+            entries = [InputFile(path, Path(path.name))]
+        elif path.is_dir():
+            entries = _folder_images(path, recursive)
+        elif _has_glob_characters(text):
+            base = _glob_base(text)
+            entries = [
+                InputFile(Path(match), Path(match).relative_to(base))
+                for match in glob.glob(text, recursive=recursive)
+                if Path(match).is_file() and _is_image_path(Path(match))
+            ]
+            if not entries:
+                raise InputError(f"{text}: pattern matches no image file")
+        else:
+            raise InputError(f"{text}: no such file or folder")
+        for entry in entries:
+            # The first argument that names a file decides where its output goes.
+            found.setdefault(entry.path.resolve(), entry)
+    if not found:
+        names = ", ".join(os.fspath(spec) for spec in specs) or "(no arguments)"
+        raise InputError(f"no image files found in {names}")
+    return sorted(found.values(), key=lambda entry: (str(entry.relative), str(entry.path)))
+
+
+def plan_outputs(
+    inputs: Sequence[InputFile], out_dir: str | os.PathLike, save_mask: bool = False
+) -> list[OutputJob]:
+    """Map each input to its output paths under `out_dir` (same relative path and name).
+
+    With `save_mask`, `NAME_mask.png` and `NAME_overlay.png` go beside the output image.
+    Call `check_plan` on the result before writing anything.
+    """
+    out_dir = Path(out_dir)
+    jobs = []
+    for entry in inputs:
+        image = out_dir / entry.relative
+        mask = overlay = None
+        if save_mask:
+            mask = image.with_name(f"{image.stem}_mask.png")
+            overlay = image.with_name(f"{image.stem}_overlay.png")
+        jobs.append(OutputJob(entry, image, mask, overlay))
+    return jobs
+
+
+def check_plan(
+    jobs: Sequence[OutputJob],
+    out_dir: str | os.PathLike,
+    extra_outputs: Iterable[str | os.PathLike] = (),
+    input_folders: Iterable[str | os.PathLike] = (),
+) -> None:
+    """Refuse a plan that could damage an input or write two results to one file.
+
+    Raises InputError, before any work is done, when
+    - `out_dir` is a folder that holds inputs or was given as an input folder (results
+      written there would mix with, and could replace, the originals, and a second run
+      would take them for inputs);
+    - any planned output (image, mask, overlay, or one of `extra_outputs` such as the JSON
+      summary) is one of the inputs;
+    - two planned outputs are the same file.
+    """
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise InputError(f"-o {out_dir}: exists and is not a folder")
+    out_resolved = Path(out_dir).resolve()
+    inputs = {job.source.path.resolve(): job.source.path for job in jobs}
+    folders = {Path(folder).resolve() for folder in input_folders}
+    folders.update(path.parent for path in inputs)
+    if out_resolved in folders:
+        raise InputError(
+            f"-o {out_dir}: the output folder holds input images; choose another folder so "
+            "inputs are never overwritten"
+        )
+    claimed: dict[Path, Path] = {}
+    planned = [(output, job.source.path) for job in jobs for output in job.outputs]
+    planned += [(Path(extra), None) for extra in extra_outputs]
+    for output, source in planned:
+        resolved = output.resolve()
+        if resolved in inputs:
+            raise InputError(
+                f"{output}: output would overwrite the input {inputs[resolved]}; "
+                "choose another output folder"
+            )
+        if resolved in claimed:
+            first = claimed[resolved]
+            raise InputError(
+                f"{output}: two outputs would be written to this file (from {first} and "
+                f"{source or 'the summary'}); rename one input or process them separately"
+            )
+        claimed[resolved] = source if source is not None else output
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """The share of `items` that process `rank` of `world_size` handles (round robin).
+
+    Every item goes to exactly one rank; round robin keeps the shares balanced when the
+    sorted list has runs of large images.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise InputError(f"RANK={rank} / WORLD_SIZE={world_size}: need 0 <= RANK < WORLD_SIZE")
+    return list(items[rank::world_size])
+
+
+def rank_from_environment() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) as set by `torchrun`; (0, 1) for a plain single-process run."""
+    try:
+        rank = int(os.environ.get("RANK", "0"))
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError as error:
+        raise InputError(f"RANK/WORLD_SIZE must be integers ({error})") from error
+    return rank, world_size
