@@ -1,0 +1,111 @@
+"""`m2aenet export --weights NAME|PATH --out model.onnx`: ONNX graph of the deploy model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the `export` sub-command."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export the deploy model to ONNX",
+        description=(
+            "Write the deploy model (reparameterized) as an ONNX graph: input `image` "
+            "(B, 3, H, W) float32 in [0, 1], outputs `restored` (B, 3, H, W) and `mask` "
+            "(B, 1, H, W). The graph is then run with onnxruntime and compared with torch. "
+            "Needs: pip install 'm2aenet[onnx]'."
+        ),
+    )
+    parser.add_argument(
+        "--weights",
+        default="default",
+        metavar="NAME|PATH",
+        help="shipped weights name or a .safetensors file (default: %(default)s)",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE.onnx", help="output file")
+    parser.add_argument("--height", type=_positive_int, default=256, help="example input height")
+    parser.add_argument("--width", type=_positive_int, default=256, help="example input width")
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="leave batch, height and width free in the graph (dynamo exporter)",
+    )
+    parser.add_argument(
+        "--form",
+        choices=("dense", "pruned"),
+        default="dense",
+        help="dense: every op on the whole image, output x + M * F(x); pruned: only masked "
+        "pixels are gathered and processed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--exporter",
+        choices=("dynamo", "torchscript"),
+        default="dynamo",
+        help="torch.onnx exporter (default: %(default)s)",
+    )
+    parser.add_argument("--opset", type=_positive_int, default=18, help="ONNX opset (default: 18)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="blur-mask threshold baked into the graph (default: the model's)",
+    )
+    parser.add_argument(
+        "--check",
+        nargs="*",
+        default=[],
+        metavar="IMAGE",
+        help="also compare onnxruntime with torch on these images (cropped to the export size "
+        "unless --dynamic); random inputs are always compared, and the file is written only "
+        "if onnxruntime reproduces torch",
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write a summary")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, check, print a summary; 0 on success."""
+    from m2aenet.atomic import write_text_atomic
+    from m2aenet.errors import ConfigError
+    from m2aenet.export import export_checked, load_deploy_model
+
+    if args.out.suffix != ".onnx":
+        raise ConfigError(f"--out {args.out}: the file name must end in .onnx")
+    if args.out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {args.out}: exists; pass --overwrite to replace it")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ConfigError(f"--threshold {args.threshold}: must be in [0, 1]")
+    if args.no_check and args.check:
+        raise ConfigError("--check and --no-check contradict each other")
+
+    model = load_deploy_model(args.weights, threshold=args.threshold)
+    result, report = export_checked(
+        model,
+        args.out,
+        images=args.check,
+        check=not args.no_check,
+        form=args.form,
+        height=args.height,
+        width=args.width,
+        dynamic=args.dynamic,
+        exporter=args.exporter,
+        opset=args.opset,
+    )
+    summary = {**result.as_dict(), "check": report or "skipped (--no-check)"}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        write_text_atomic(args.json, text + "\n")
+    return 0
