@@ -35,13 +35,15 @@ def resolve_weights(name_or_path: str | Path) -> Path:
         if shipped.exists():
             return shipped
         raise CheckpointError(
-            f"no shipped weights named {str(name_or_path)!r}; shipped: {shipped_weights() or 'none'}"
+            f"no shipped weights named {str(name_or_path)!r}; "
+            f"shipped: {shipped_weights() or 'none'}"
         )
     if not candidate.is_file():
         raise CheckpointError(f"{candidate}: weights file not found")
     if candidate.suffix != ".safetensors":
         raise CheckpointError(
-            f"{candidate}: only .safetensors weights are loaded (other formats can run code on load)"
+            f"{candidate}: only .safetensors weights are loaded "
+            "(other formats can run code on load)"
         )
     return candidate
 
@@ -85,7 +87,9 @@ def read_record(weights_path: Path) -> dict[str, Any]:
         except Exception as error:  # safetensors raises its own error types
             raise CheckpointError(f"{weights_path}: not a safetensors file ({error})") from error
         if _META_KEY not in metadata:
-            raise CheckpointError(f"{weights_path}: no {sidecar.name} beside it and no model record")
+            raise CheckpointError(
+                f"{weights_path}: no {sidecar.name} beside it and no model record"
+            )
         record = json.loads(metadata[_META_KEY])
     if "model" not in record:
         raise CheckpointError(f"{weights_path}: model record lacks the 'model' key")
@@ -99,7 +103,9 @@ def load_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(weights_path), device="cpu")
     except Exception as error:
-        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({error})") from error
+        raise CheckpointError(
+            f"{weights_path}: not a readable safetensors file ({error})"
+        ) from error
 
 
 def load_model(
@@ -116,5 +122,7 @@ def load_model(
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[0:3]
-        raise CheckpointError(f"{weights_path}: weights do not fit {record['model']}: {first}") from error
+        raise CheckpointError(
+            f"{weights_path}: weights do not fit {record['model']}: {first}"
+        ) from error
     return model.to(device).eval()

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from m2aenet.commands.arguments import positive_int
+
 LAYOUTS = ("generic", "gopro")
 
 
@@ -41,16 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--threshold", type=float, metavar="T", help="blur-mask threshold (default: the model's)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="first N images only")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def load_layout(layout: str) -> str | dict[str, Any]:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from m2aenet.commands.arguments import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `export` sub-command."""
@@ -26,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="shipped weights name or a .safetensors file (default: %(default)s)",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.onnx", help="output file")
-    parser.add_argument("--height", type=_positive_int, default=256, help="example input height")
-    parser.add_argument("--width", type=_positive_int, default=256, help="example input width")
+    parser.add_argument("--height", type=positive_int, default=256, help="example input height")
+    parser.add_argument("--width", type=positive_int, default=256, help="example input width")
     parser.add_argument(
         "--dynamic",
         action="store_true",
@@ -46,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="dynamo",
         help="torch.onnx exporter (default: %(default)s)",
     )
-    parser.add_argument("--opset", type=_positive_int, default=18, help="ONNX opset (default: 18)")
+    parser.add_argument("--opset", type=positive_int, default=18, help="ONNX opset (default: 18)")
     parser.add_argument(
         "--threshold",
         type=float,
@@ -66,13 +68,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write a summary")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

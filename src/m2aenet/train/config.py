@@ -47,6 +47,8 @@ class DataSource:
     `source: synth` generates pairs with `OnTheFlySynthDataset` (the role picks its split, so
     training and validation never draw the same photos). `crop_size` is the training crop,
     or the side of generated images; `null` means full images (validation folders).
+    `blur_reference_side` (synth only): draw blur lengths as for frames of this side, so small
+    crops carry the blur of full-size photos; `null` scales blur with `crop_size`.
     """
 
     source: Literal["synth", "folder"] = "synth"
@@ -55,6 +57,7 @@ class DataSource:
     crop_size: int | None = 128
     mode: Literal["local", "global", "mixed"] = "mixed"
     global_fraction: float = 0.2
+    blur_reference_side: int | None = None
     length: int = 10000
     seed: int = 0
     max_items: int | None = None

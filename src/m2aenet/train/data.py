@@ -55,6 +55,7 @@ def build_dataset(source: DataSource, role: str) -> Dataset:
             seed=source.seed,
             length=source.length,
             global_fraction=source.global_fraction,
+            blur_reference_side=source.blur_reference_side,
         )
     if len(dataset) == 0:
         where = source.root if source.source == "folder" else "synth"
