@@ -1,0 +1,365 @@
+r"""M2AENet: motion-aware adaptive pixel pruning for local motion deblurring.
+
+    x --pad--> mask predictor (1/4 res) --> p, M = dilate(p > tau, r)
+           \-> motion analyzer (1/4 res U-Net on predictor features and p) --> motion, context
+           \-> stem (per-pixel linear) --> N prunable blocks y = x + M * F(x) --> head
+    out = x + M * head(features)
+
+Train mode computes every pixel (masked by M, with a straight-through gradient to p).
+`reparameterize()` switches to deploy mode: collapsed convs, and the blocks run on the kept
+pixels only (`models/sparse.py`), with the same output for the same mask.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from m2aenet.errors import ConfigError
+from m2aenet.models.blocks import PrunableBlock, linear_rows
+from m2aenet.models.mask_predictor import MaskPredictor, hard_mask, straight_through
+from m2aenet.models.motion import (
+    MotionAnalyzer,
+    motion_to_trajectory,
+    trajectory_grid,
+    trajectory_times,
+    upsample_trajectory,
+)
+from m2aenet.models.outputs import ModelOutput
+from m2aenet.models.sparse import (
+    EXECUTORS,
+    choose_executor,
+    find_kept_pixels,
+    make_plan,
+    run_pruned_blocks,
+    tile_statistics,
+)
+from m2aenet.registry import register_model
+
+SIZE_MULTIPLE = 8  # inputs are padded to this (the analyzer works at 1/4 size and below)
+
+
+@dataclass
+class M2AENetConfig:
+    """Architecture of M2AENet (defaults: `m2aenet-s`, the CPU-fast model that ships).
+
+    channels:            width C of the full-resolution body
+    num_blocks:          number of prunable blocks N
+    trajectory_points:   K points per trajectory, at t_k evenly spaced in [-1/2, 1/2]
+    trajectory_channels: channels of the block input sampled along the trajectory
+    trajectory_every:    blocks 0, e, 2e, ... sample their input along the trajectory
+    mlp_ratio:           hidden width of each block's channel MLP, relative to C
+    mask_width, mask_depth: mask predictor width and number of 3x3 convs at 1/4 size
+    analyzer_width:      motion analyzer width at 1/4 size (doubles per level)
+    analyzer_levels:     downsamplings below 1/4 size in the analyzer U-Net
+    motion_scale:        pixels per unit of the motion head's output
+    mask_threshold:      tau, the blur probability above which a pixel is restored
+    mask_dilation:       r, dilation radius of the hard mask in pixels
+    batch_norm:          BatchNorm in the mixer branches (folded by reparameterize())
+    """
+
+    channels: int = 24
+    num_blocks: int = 6
+    trajectory_points: int = 4
+    trajectory_channels: int = 8
+    trajectory_every: int = 2
+    mlp_ratio: float = 1.0
+    mask_width: int = 16
+    mask_depth: int = 2
+    analyzer_width: int = 16
+    analyzer_levels: int = 3
+    motion_scale: float = 8.0
+    mask_threshold: float = 0.5
+    mask_dilation: int = 2
+    batch_norm: bool = False
+
+    def __post_init__(self) -> None:
+        positive = (
+            "channels", "num_blocks", "trajectory_points", "trajectory_channels",
+            "mask_width", "analyzer_width", "trajectory_every",
+        )  # fmt: skip
+        for key in positive:
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"model_config.{key} must be >= 1, got {getattr(self, key)}")
+        if self.trajectory_channels > self.channels:
+            raise ConfigError(
+                f"model_config.trajectory_channels ({self.trajectory_channels}) must be <= "
+                f"channels ({self.channels})"
+            )
+        for key in ("mask_depth", "analyzer_levels", "mask_dilation"):
+            if int(getattr(self, key)) < 0:
+                raise ConfigError(f"model_config.{key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise ConfigError(
+                f"model_config.mask_threshold must be in (0, 1), got {self.mask_threshold}"
+            )
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"model_config.mlp_ratio must be > 0, got {self.mlp_ratio}")
+
+
+@dataclass
+class M2AENetBConfig(M2AENetConfig):
+    """`m2aenet-b`: a wider, deeper body and analyzer, for GPU training."""
+
+    channels: int = 48
+    num_blocks: int = 12
+    trajectory_points: int = 6
+    trajectory_channels: int = 16
+    trajectory_every: int = 1
+    mlp_ratio: float = 2.0
+    mask_width: int = 24
+    mask_depth: int = 3
+    analyzer_width: int = 32
+    analyzer_levels: int = 3
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (B, C, H, W) on the right and bottom to multiples of `multiple` (reflect)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    # Reflection needs more pixels than the padding; tiny inputs fall back to replication.
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+class M2AENet(nn.Module):
+    """The network; see the module docstring. Build it with `create_model("m2aenet-s")`."""
+
+    size_multiple = SIZE_MULTIPLE
+
+    def __init__(self, config: M2AENetConfig) -> None:
+        super().__init__()
+        self.config = config
+        channels = config.channels
+        self.mask_predictor = MaskPredictor(config.mask_width, config.mask_depth)
+        self.analyzer = MotionAnalyzer(
+            config.mask_width, config.analyzer_width, config.analyzer_levels, config.motion_scale
+        )
+        # Pointwise (a linear map on pixel rows): the stem runs at every pixel, since pruned
+        # blocks read block inputs anywhere along a trajectory, so it is kept to 3 x C MACs
+        # per pixel; block 0 mixes space. (A 1x1 conv takes a slow path on the CPU.)
+        self.stem = nn.Linear(3, channels)
+        self.blocks = nn.ModuleList(
+            PrunableBlock(
+                channels,
+                config.analyzer_width,
+                config.trajectory_points,
+                config.trajectory_channels,
+                trajectory=index % config.trajectory_every == 0,
+                mlp_ratio=config.mlp_ratio,
+                batch_norm=config.batch_norm,
+            )
+            for index in range(config.num_blocks)
+        )
+        self.head = nn.Linear(channels, 3)
+        # Start close to "output = input": the body then learns a residual.
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.zeros_(self.head.bias)
+        self.mask_threshold = config.mask_threshold
+        self.mask_dilation = config.mask_dilation
+        self.deployed = False
+        self.executor = "auto"
+        self.tile_size = 16
+        self.tile_min_fill = 0.5  # tiles less full than this go through the pixel path
+        self.chunk_pixels = 65536  # pixels per executor step (larger was no faster here)
+        self.last_executor: str | None = None  # what the last deploy forward ran
+
+    # ------------------------------------------------------------------ shared pieces
+    def _predict_mask(
+        self, padded: torch.Tensor, height: int, width: int, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits at 1/4, predictor features, p at full size, hard mask at full size)."""
+        logits, features = self.mask_predictor(padded)
+        prob = torch.sigmoid(
+            F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        )
+        if mask is None:
+            hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)
+            # Padding pixels are never restored: they are cropped away anyway.
+            hard[..., height:, :] = 0
+            hard[..., :, width:] = 0
+        else:
+            hard = (mask > 0.5).to(padded.dtype)
+            pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
+            hard = F.pad(hard, pad)
+        return logits, features, prob, hard
+
+    def _check_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
+        if mask is not None:
+            expected = (x.shape[0], 1, *x.shape[2:])
+            if tuple(mask.shape) != expected:
+                raise ValueError(f"mask must have shape {expected}, got {tuple(mask.shape)}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> ModelOutput:
+        """Deblur x (B, 3, H, W) in [0, 1]; `mask` (B, 1, H, W) {0, 1} overrides the predicted one.
+
+        Any H and W: the input is padded to a multiple of 8 and the outputs cropped back.
+        """
+        self._check_input(x, mask)
+        batch, _, height, width = x.shape
+        padded = pad_to_multiple(x, self.size_multiple).contiguous(
+            memory_format=torch.channels_last
+        )
+        if self.deployed:
+            with torch.no_grad():
+                return self._forward_deploy(x, padded, mask)
+        logits, features, prob, hard = self._predict_mask(padded, height, width, mask)
+        used = straight_through(hard, prob) if mask is None else hard  # (B, 1, Hp, Wp)
+        if not self.training and not bool(hard.any()):
+            # Nothing blurred: the output is the input and the rest of the network is skipped.
+            # Training always runs the body: with M = 0 the output is still x exactly, but the
+            # straight-through gradient tells the predictor where restoring would have helped
+            # (and every parameter gets a gradient, as distributed training requires).
+            return self._unchanged(x, used, prob, height, width)
+        motion, context = self.analyzer(features, torch.sigmoid(logits).detach())
+        image, trajectory = self._dense_body(padded, used, motion, context)
+        return ModelOutput(
+            image=image[..., :height, :width].contiguous(),
+            mask=used[..., :height, :width],
+            mask_prob=prob[..., :height, :width],
+            trajectory=trajectory[..., :height, :width],
+        )
+
+    def _trajectory_lowres(self, motion: torch.Tensor) -> torch.Tensor:
+        """(B, K, 2, h, w) trajectory at the analyzer's resolution from motion (B, 4, h, w)."""
+        return motion_to_trajectory(motion, trajectory_times(self.config.trajectory_points, motion))
+
+    def _dense_body(
+        self, padded: torch.Tensor, mask: torch.Tensor, motion: torch.Tensor, context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every pixel through the body: (image (B, 3, Hp, Wp), trajectory (B, K, 2, Hp, Wp))."""
+        size = tuple(padded.shape[-2:])
+        trajectory = upsample_trajectory(self._trajectory_lowres(motion), size)
+        grid = trajectory_grid(trajectory)  # (B, Hp, Wp * K, 2)
+        context = F.interpolate(
+            context.contiguous(memory_format=torch.channels_last),
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+        ).permute(0, 2, 3, 1)  # (B, Hp, Wp, Cctx) pixel rows
+        rows = self._stem_rows(padded)  # (B, Hp, Wp, C) pixel rows
+        mask_rows = mask.permute(0, 2, 3, 1)
+        for block in self.blocks:
+            rows = block(rows, mask_rows, grid, context)
+        batch, height, width, channels = rows.shape
+        residual = linear_rows(rows.reshape(-1, channels), self.head)
+        residual = residual.view(batch, height, width, 3).permute(0, 3, 1, 2)  # (B, 3, Hp, Wp)
+        return padded + mask * residual, trajectory
+
+    def _stem_rows(self, padded: torch.Tensor) -> torch.Tensor:
+        """Stem features as pixel rows: (B, 3, H, W) channels-last -> (B, H, W, C)."""
+        batch, _, height, width = padded.shape
+        rows = linear_rows(padded.permute(0, 2, 3, 1).reshape(-1, 3), self.stem)
+        return rows.view(batch, height, width, -1)
+
+    def _unchanged(
+        self, x: torch.Tensor, mask: torch.Tensor, prob: torch.Tensor, height: int, width: int
+    ) -> ModelOutput:
+        points = self.config.trajectory_points
+        return ModelOutput(
+            image=x.clone(),
+            mask=mask[..., :height, :width],
+            mask_prob=prob[..., :height, :width],
+            trajectory=x.new_zeros(x.shape[0], points, 2, height, width),
+        )
+
+    # ------------------------------------------------------------------ deploy mode
+    def _forward_deploy(
+        self, x: torch.Tensor, padded: torch.Tensor, mask: torch.Tensor | None
+    ) -> ModelOutput:
+        batch, _, height, width = x.shape
+        padded_h, padded_w = padded.shape[-2:]
+        logits, features, prob, hard = self._predict_mask(padded, height, width, mask)
+        kept = find_kept_pixels(hard)
+        if kept.count == 0:
+            self.last_executor = "none"
+            return self._unchanged(x, hard, prob, height, width)
+        motion, context = self.analyzer(features, torch.sigmoid(logits))
+        executor = self.executor
+        if executor == "auto":
+            tiled_area, tiled_kept = tile_statistics(hard, self.tile_size, self.tile_min_fill)
+            executor = choose_executor(kept.count / hard.numel(), tiled_area, tiled_kept)
+        self.last_executor = executor
+        if executor == "dense":
+            image, trajectory = self._dense_body(padded, hard, motion, context)
+            image = image[..., :height, :width].contiguous()
+            trajectory = trajectory[..., :height, :width]
+        else:
+            lowres_trajectory = self._trajectory_lowres(motion)
+            plan = make_plan(
+                hard,
+                kept,
+                lowres_trajectory,
+                context,
+                executor,
+                self.tile_size,
+                self.tile_min_fill,
+                self.chunk_pixels,
+            )
+            features = self._stem_rows(padded).view(-1, self.config.channels)  # (B*Hp*Wp, C)
+            kept, rows = run_pruned_blocks(
+                list(self.blocks), features, (batch, padded_h, padded_w), plan
+            )
+            residual = linear_rows(rows, self.head).to(x.dtype)  # (n, 3); autocast may lower it
+            image = x.clone()
+            image.permute(0, 2, 3, 1).index_put_(
+                (kept.batch, kept.y, kept.x), residual, accumulate=True
+            )
+            # Restoring the image did not need the full-size trajectory: it is built only
+            # if the caller reads it (see ModelOutput).
+            trajectory = functools.partial(
+                _cropped_trajectory, lowres_trajectory, (padded_h, padded_w), height, width
+            )
+        return ModelOutput(
+            image=image,
+            mask=hard[..., :height, :width],
+            mask_prob=prob[..., :height, :width],
+            trajectory=trajectory,
+        )
+
+    @torch.no_grad()
+    def reparameterize(self) -> M2AENet:
+        """Switch to deploy mode in place: collapsed branches, pruned blocks; returns self.
+
+        Deploy mode is for inference (the model is put in eval mode and runs without
+        gradients); its output equals the train-mode network's for the same mask.
+        """
+        self.eval()
+        for block in self.blocks:
+            block.reparameterize()
+        self.deployed = True
+        return self
+
+
+def _cropped_trajectory(
+    lowres: torch.Tensor, size: tuple[int, int], height: int, width: int
+) -> torch.Tensor:
+    """Full-size trajectory (B, K, 2, height, width) from the (B, K, 2, h, w) one."""
+    return upsample_trajectory(lowres, size)[..., :height, :width]
+
+
+@register_model("m2aenet-s", M2AENetConfig)
+def build_m2aenet_s(config: M2AENetConfig) -> M2AENet:
+    """CPU-fast default: trains on a 2-core CPU, runs in about a second per megapixel."""
+    return M2AENet(config)
+
+
+@register_model("m2aenet-b", M2AENetBConfig)
+def build_m2aenet_b(config: M2AENetConfig) -> M2AENet:
+    """Larger model for GPU training."""
+    return M2AENet(config)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
