@@ -9,7 +9,7 @@ export GLIBC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=687
 .PHONY: demo setup photos test lint clean
 
 demo: setup
-	$(BIN)/m2aenet deblur examples/ -o out/ --save-mask --overwrite --json out/summary.json
+	@bash scripts/demo.sh
 
 setup: $(VENV)/.installed photos
 
