@@ -179,15 +179,14 @@ class M2AENet(nn.Module):
         prob = torch.sigmoid(
             F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
         )
+        pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
         if mask is None:
             hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)
-            # Padding pixels are never restored: they are cropped away anyway.
-            hard[..., height:, :] = 0
-            hard[..., :, width:] = 0
+            # Padding pixels are never restored: they are cropped away anyway. Re-padding with
+            # zeros (not an in-place write to a possibly empty slice) keeps the graph exportable.
+            hard = F.pad(hard[..., :height, :width], pad)
         else:
-            hard = (mask > 0.5).to(padded.dtype)
-            pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
-            hard = F.pad(hard, pad)
+            hard = F.pad((mask > 0.5).to(padded.dtype), pad)
         return logits, features, prob, hard
 
     def _check_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
@@ -280,10 +279,15 @@ class M2AENet(nn.Module):
         batch, _, height, width = x.shape
         padded_h, padded_w = padded.shape[-2:]
         logits, features, prob, hard = self._predict_mask(padded, height, width, mask)
-        kept = find_kept_pixels(hard)
-        if kept.count == 0:
-            self.last_executor = "none"
-            return self._unchanged(x, hard, prob, height, width)
+        if self.executor == "dense":
+            # No data-dependent sizes on this path, so it traces for ONNX export; an empty mask
+            # still gives x exactly, through `x + M * F(x)`.
+            kept = None
+        else:
+            kept = find_kept_pixels(hard)
+            if kept.count == 0:
+                self.last_executor = "none"
+                return self._unchanged(x, hard, prob, height, width)
         motion, context = self.analyzer(features, torch.sigmoid(logits))
         executor = self.executor
         if executor == "auto":
