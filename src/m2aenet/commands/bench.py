@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from m2aenet.commands.arguments import positive_int
+
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
@@ -27,13 +29,6 @@ def _fraction_list(text: str) -> tuple[float, ...]:
     if not values or not all(0.0 < value < 1.0 for value in values):
         raise argparse.ArgumentTypeError(f"fractions must be in (0, 1), got {text!r}")
     return values
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,8 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     pruning.add_argument("--model", default="m2aenet-s", help="registered model (random weights)")
     pruning.add_argument("--weights", metavar="NAME|PATH", help="benchmark these weights instead")
-    pruning.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (default 2)")
-    pruning.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (median)")
+    pruning.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
+    pruning.add_argument("--repeats", type=positive_int, default=5, help="timed runs (median)")
     pruning.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     pruning.add_argument("--seed", type=int, default=0, help="seed of masks, image and weights")
     pruning.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
