@@ -488,3 +488,14 @@ def test_is_image_path() -> None:
     assert is_image_path("PHOTO.JPG") and is_image_path(Path("a/b.TiFf"))
     assert not is_image_path("notes.txt") and not is_image_path("anim.gif")
     assert not is_image_path("._photo.png") and not is_image_path(".photo.png.x1.tmp.png")
+
+
+def test_png_compress_level_changes_size_not_pixels(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(rng.integers(0, 3, (64, 64, 3)), axis=1).clip(0, 255).astype(np.uint8)
+    fast, small = tmp_path / "fast.png", tmp_path / "small.png"
+    write_png(fast, smooth, compress_level=0)
+    write_png(small, smooth, compress_level=9)
+    assert fast.stat().st_size > small.stat().st_size
+    assert np.array_equal(to_uint8(read_rgb(fast)), smooth)
+    assert np.array_equal(to_uint8(read_rgb(small)), smooth)
