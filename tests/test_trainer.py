@@ -88,7 +88,8 @@ def test_a_run_writes_weights_state_log_and_plot(tmp_path: Path) -> None:
     assert [row["step"] for row in val_rows] == [3, 6]
     assert math.isfinite(val_rows[0]["input_psnr_w"])  # the blurry input, reported once
     assert "input_psnr_w" not in val_rows[1]
-    assert {"psnr", "psnr_w", "ssim_w"} <= set(val_rows[1])
+    assert {"psnr", "psnr_w", "ssim_w", "psnr_w_true_mask"} <= set(val_rows[1])
+    assert math.isfinite(val_rows[1]["psnr_w_true_mask"])
     assert rows[-1]["kind"] == "done"
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

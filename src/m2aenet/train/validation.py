@@ -11,6 +11,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from m2aenet.evaluation import evaluate
+from m2aenet.imageio import to_uint8
+from m2aenet.metrics import psnr
 
 #: Mean metrics copied into the log's validation rows.
 VAL_KEYS = ("psnr", "ssim", "psnr_w", "ssim_w", "mask_iou", "mask_f1", "pred_fraction")
@@ -33,19 +35,45 @@ def model_restore(model: nn.Module, device: torch.device):
     return restore
 
 
+@torch.no_grad()
+def psnr_w_with_true_mask(model: nn.Module, dataset: Dataset, device: torch.device) -> float:
+    """Mean PSNR_w when the body restores through the ground-truth mask.
+
+    Separates the body's progress from the mask predictor's: early in training the predicted
+    mask is empty and the ordinary PSNR_w equals the input's whatever the body has learned.
+    """
+    values = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        blur, mask = item["blur"][None].to(device), item["mask"][None].to(device)
+        image = model(blur, mask=mask).image[0].float().clamp(0, 1).permute(1, 2, 0).cpu()
+        sharp = item["sharp"].permute(1, 2, 0).numpy()
+        values.append(
+            psnr(to_uint8(image.numpy()), to_uint8(sharp), mask=item["mask"][0].numpy() > 0.5)
+        )
+    # Same convention as the evaluation means: finite values averaged, inf only if all are.
+    finite = [value for value in values if np.isfinite(value)]
+    if finite:
+        return float(np.mean(finite))
+    return float("inf") if any(value == float("inf") for value in values) else float("nan")
+
+
 def validate(model: nn.Module, dataset: Dataset, device: torch.device) -> dict[str, Any]:
     """Mean metrics of `model` (eval mode) on `dataset`, plus the blurry input's PSNR/PSNR_w.
 
     Returns {"psnr", "ssim", "psnr_w", "ssim_w", "mask_iou", "mask_f1", "pred_fraction",
-    "input_psnr", "input_psnr_w", "n"} (keys a data set cannot define are nan).
+    "psnr_w_true_mask", "input_psnr", "input_psnr_w", "n"} (keys a data set cannot define are
+    nan).
     """
     was_training = model.training
     model.eval()
     try:
         report = evaluate(model_restore(model, device), dataset, progress=False)
+        true_mask_psnr_w = psnr_w_with_true_mask(model, dataset, device)
     finally:
         model.train(was_training)
     row = {key: report.mean.get(key, float("nan")) for key in VAL_KEYS}
+    row["psnr_w_true_mask"] = true_mask_psnr_w
     row["input_psnr"] = report.input_mean.get("psnr", float("nan"))
     row["input_psnr_w"] = report.input_mean.get("psnr_w", float("nan"))
     row["n"] = report.mean["n"]
