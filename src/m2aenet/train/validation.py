@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from m2aenet.evaluation import evaluate
 from m2aenet.imageio import to_uint8
-from m2aenet.metrics import psnr
+from m2aenet.metrics import mean_metrics, psnr
 
 #: Mean metrics copied into the log's validation rows.
 VAL_KEYS = ("psnr", "ssim", "psnr_w", "ssim_w", "mask_iou", "mask_f1", "pred_fraction")
@@ -42,20 +42,16 @@ def psnr_w_with_true_mask(model: nn.Module, dataset: Dataset, device: torch.devi
     Separates the body's progress from the mask predictor's: early in training the predicted
     mask is empty and the ordinary PSNR_w equals the input's whatever the body has learned.
     """
-    values = []
+    rows = []
     for index in range(len(dataset)):
         item = dataset[index]
         blur, mask = item["blur"][None].to(device), item["mask"][None].to(device)
         image = model(blur, mask=mask).image[0].float().clamp(0, 1).permute(1, 2, 0).cpu()
         sharp = item["sharp"].permute(1, 2, 0).numpy()
-        values.append(
-            psnr(to_uint8(image.numpy()), to_uint8(sharp), mask=item["mask"][0].numpy() > 0.5)
-        )
-    # Same convention as the evaluation means: finite values averaged, inf only if all are.
-    finite = [value for value in values if np.isfinite(value)]
-    if finite:
-        return float(np.mean(finite))
-    return float("inf") if any(value == float("inf") for value in values) else float("nan")
+        value = psnr(to_uint8(image.numpy()), to_uint8(sharp), mask=item["mask"][0].numpy() > 0.5)
+        rows.append({"psnr_w": value})
+    # The evaluation's averaging rule: finite values averaged, inf only if every image is inf.
+    return float(mean_metrics(rows).get("psnr_w", float("nan")))
 
 
 def validate(model: nn.Module, dataset: Dataset, device: torch.device) -> dict[str, Any]:
