@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,10 +11,12 @@ from m2aenet.errors import ConfigError
 from m2aenet.losses import (
     LossConfig,
     M2AENetLoss,
+    canonical_direction,
     charbonnier,
     dice_loss,
     mask_loss,
     reblur_loss,
+    trajectory_error,
     weighted_mean,
 )
 from m2aenet.models.motion import reblur
@@ -105,3 +109,41 @@ def test_config_errors_name_the_key() -> None:
         LossConfig(reblur_weight=-1)
     with pytest.raises(ConfigError, match="loss.charbonnier_eps"):
         LossConfig(charbonnier_eps=0)
+
+
+def _linear_trajectory(dx: float, dy: float, height: int = 8, width: int = 8) -> torch.Tensor:
+    """(1, 3, 2, H, W): every pixel moves by (dx, dy) over the exposure, times -1/2, 0, 1/2."""
+    times = torch.tensor([-0.5, 0.0, 0.5]).view(1, 3, 1, 1, 1)
+    return times * torch.tensor([dx, dy]).view(1, 1, 2, 1, 1).expand(1, 1, 2, height, width)
+
+
+def test_canonical_direction_reverses_leftward_and_upward_paths_only() -> None:
+    right, left = _linear_trajectory(4.0, 1.0), _linear_trajectory(-4.0, -1.0)
+    up, down = _linear_trajectory(0.0, -3.0), _linear_trajectory(0.0, 3.0)
+    assert torch.equal(canonical_direction(right), right)
+    assert torch.equal(canonical_direction(down), down)
+    assert torch.equal(canonical_direction(left), left.flip(1))
+    assert torch.equal(canonical_direction(up), down)
+    # A smear does not tell its direction: predicting either way of the same path is right.
+    assert trajectory_error(right, left).abs().max().item() == 0.0
+    # |(2, .5) - (-2, -.5)| and back over 3 points x 2 coordinates: (4 + 1 + 4 + 1) / 6.
+    assert trajectory_error(left, left).mean().item() == pytest.approx(10.0 / 6.0)
+
+
+def test_motion_term_reblurs_the_sharp_image_along_the_predicted_trajectory() -> None:
+    torch.manual_seed(0)
+    sharp = torch.rand(1, 3, 8, 8)
+    true_path = _linear_trajectory(2.0, 0.0)
+    blur = reblur(sharp, true_path)
+    gt_mask = torch.ones(1, 1, 8, 8)
+    prob = torch.full((1, 1, 8, 8), 0.9)
+    config = LossConfig(motion_weight=0.5, reblur_density=1)
+    right = dataclasses.replace(_output(blur, prob), trajectory=true_path)
+    wrong = _output(blur, prob)  # zero trajectory: reblur(sharp, 0) is the sharp image
+    total, parts = M2AENetLoss(config)(right, blur, sharp, gt_mask)
+    assert parts["motion"].item() == pytest.approx(0.0, abs=1e-6)
+    expected = parts["rec"] + 0.1 * parts["reblur"] + 0.05 * parts["mask"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    _, parts = M2AENetLoss(config)(wrong, blur, sharp, gt_mask)
+    assert parts["motion"].item() == pytest.approx((sharp - blur).abs().mean().item(), rel=1e-5)
+    assert "motion" not in M2AENetLoss(LossConfig())(wrong, blur, sharp, gt_mask)[1]

@@ -154,3 +154,28 @@ def test_missing_or_broken_file_names_the_file(tmp_path: Path) -> None:
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(CONFIGS / name)
     assert config.model.name.startswith("m2aenet")
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_baseline_recipe_differs_from_the_default_only_where_a_dense_model_must() -> None:
+    # The comparison page trains both with "the same recipe": drift between the two files
+    # (a changed lr, crop or step count in one only) would make it unfair.
+    default = _flatten(to_dict(load_config(CONFIGS / "default.yaml")))
+    baseline = _flatten(to_dict(load_config(CONFIGS / "nafnet-s.yaml")))
+    differing = {
+        key for key in default.keys() | baseline.keys() if default.get(key) != baseline.get(key)
+    }
+    allowed = {"model.name", "out", "teacher_forcing_steps"} | {
+        key for key in default if key.startswith("loss.") and key != "loss.reconstruction_weight"
+    }
+    assert differing <= allowed, sorted(differing - allowed)
+    assert baseline["model.name"] == "nafnet-s"

@@ -2,8 +2,15 @@
 
     L = w_rec * Charbonnier(out, sharp; weighted by the dilated ground-truth mask)
       + w_reblur * L1(M * (reblur(out, trajectory) - blur))
+      + w_motion * L1(M_gt * (reblur(sharp, trajectory) - blur))
       + w_mask * (BCE(p, M_gt) + Dice(p, M_gt))
-      [+ w_traj * L1(M_gt * (trajectory - trajectory_gt)), off by default]
+      [+ w_traj * L1(M_gt * (trajectory - canonical(trajectory_gt))), off by default]
+
+The reblur term alone cannot start the motion analyzer: at initialization the output is the
+blurry input and the trajectory is ~0, and reblur(blur, 0) == blur, so that term is already
+zero and teaches no motion. The motion term re-blurs the ground-truth sharp image instead,
+which only the true trajectory turns into the blur: the analyzer learns motion from the
+first step, from any paired data (no motion ground truth needed).
 
 All images are (B, C, H, W) in [0, 1]; masks (B, 1, H, W) in {0, 1} (all ones for data
 without masks, e.g. globally blurred GoPro pairs).
@@ -27,7 +34,8 @@ from m2aenet.models.outputs import ModelOutput
 class LossConfig:
     """Weights and settings of `M2AENetLoss`.
 
-    reconstruction_weight, reblur_weight, mask_weight, trajectory_weight: term weights.
+    reconstruction_weight, reblur_weight, motion_weight, mask_weight, trajectory_weight:
+        term weights (see the module docstring).
     background_weight: reconstruction weight of pixels outside the dilated ground-truth
         mask (sharp background), so that restoring them is not free to damage them.
     charbonnier_eps: epsilon of sqrt(d^2 + eps^2), in [0, 1] intensity units.
@@ -40,6 +48,7 @@ class LossConfig:
 
     reconstruction_weight: float = 1.0
     reblur_weight: float = 0.1
+    motion_weight: float = 0.0
     mask_weight: float = 0.05
     trajectory_weight: float = 0.0
     background_weight: float = 0.1
@@ -50,7 +59,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for key in (
-            "reconstruction_weight", "reblur_weight", "mask_weight", "trajectory_weight",
+            "reconstruction_weight", "reblur_weight", "motion_weight", "mask_weight",
+            "trajectory_weight",
             "background_weight", "mask_dilation", "dice_smooth",
         ):  # fmt: skip
             if getattr(self, key) < 0:
@@ -88,6 +98,26 @@ def reblur_loss(
     """Mean |reblur(image, trajectory) - blur| over the pixels where mask (B, 1, H, W) is 1."""
     reblurred = reblur(image, densify_trajectory(trajectory, density))
     return weighted_mean((reblurred - blur).abs(), mask)
+
+
+def canonical_direction(trajectory: torch.Tensor) -> torch.Tensor:
+    """The trajectory (B, K, 2, H, W), reversed in time (point k <-> K-1-k) at every pixel whose
+    end-to-end displacement points left (or straight up), so that all point right or down.
+
+    A blurred image does not tell which way the exposure ran (a smear is the same forwards
+    and backwards): regressing the true direction would drive the prediction to zero, and
+    a loss taking the better of both directions has a saddle at zero that training never
+    leaves (measured: no movement in 100 steps). A fixed rule makes the target a function
+    of the image again.
+    """
+    span = trajectory[:, -1] - trajectory[:, 0]  # (B, 2, H, W)
+    backwards = (span[:, 0] < 0) | ((span[:, 0] == 0) & (span[:, 1] < 0))  # (B, H, W)
+    return torch.where(backwards[:, None, None], trajectory.flip(1), trajectory)
+
+
+def trajectory_error(trajectory: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel mean |trajectory - canonical_direction(target)|, (B, 1, H, W), in pixels."""
+    return (trajectory - canonical_direction(target)).abs().mean(dim=(1, 2))[:, None]
 
 
 def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -136,19 +166,26 @@ class M2AENetLoss(nn.Module):
         parts["reblur"] = reblur_loss(
             output.image, blur, output.trajectory, restored, config.reblur_density
         )
+        if config.motion_weight > 0:
+            parts["motion"] = reblur_loss(
+                sharp, blur, output.trajectory, gt_mask, config.reblur_density
+            )
         parts["mask"] = mask_loss(output.mask_prob, gt_mask, config.dice_smooth)
         total = (
             config.reconstruction_weight * parts["rec"]
             + config.reblur_weight * parts["reblur"]
             + config.mask_weight * parts["mask"]
         )
+        if "motion" in parts:
+            total = total + config.motion_weight * parts["motion"]
         if config.trajectory_weight > 0 and gt_trajectory is not None:
             if gt_trajectory.shape != output.trajectory.shape:
                 raise ValueError(
                     f"gt_trajectory must have shape {tuple(output.trajectory.shape)}, "
                     f"got {tuple(gt_trajectory.shape)}"
                 )
-            error = (output.trajectory - gt_trajectory).abs().flatten(1, 2)  # (B, 2K, H, W)
-            parts["trajectory"] = weighted_mean(error, gt_mask)
+            parts["trajectory"] = weighted_mean(
+                trajectory_error(output.trajectory, gt_trajectory), gt_mask
+            )
             total = total + config.trajectory_weight * parts["trajectory"]
         return total, {name: value.detach() for name, value in parts.items()}

@@ -31,8 +31,11 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return (seed + (epoch + 1) * _EPOCH_MIX + (index + 1) * _INDEX_MIX) & _MASK64
 
 
-def build_dataset(source: DataSource, role: str) -> Dataset:
+def build_dataset(source: DataSource, role: str, motion_points: int | None = None) -> Dataset:
     """The dataset of one source; `role` ("train" or "val") picks augmentation and split.
+
+    `motion_points`: synthetic samples also carry their motion ground truth at this many
+    trajectory points (for the trajectory loss); folder datasets have none and refuse it.
 
     Training folders are read with random crops and flips; validation folders unaugmented
     (full images when `crop_size` is null). Synthetic sources use the generator's split of
@@ -41,6 +44,12 @@ def build_dataset(source: DataSource, role: str) -> Dataset:
     if source.source == "folder":
         from m2aenet.data.datasets import open_dataset
 
+        if motion_points is not None:
+            raise ConfigError(
+                f"data.{role}: loss.trajectory_weight needs motion ground truth, which only "
+                "`source: synth` provides; set loss.trajectory_weight: 0 (loss.motion_weight "
+                "trains the motion analyzer from pairs alone)"
+            )
         dataset = open_dataset(
             source.root, source.layout, crop_size=source.crop_size, augment=role == "train"
         )
@@ -56,6 +65,8 @@ def build_dataset(source: DataSource, role: str) -> Dataset:
             length=source.length,
             global_fraction=source.global_fraction,
             blur_reference_side=source.blur_reference_side,
+            with_motion=motion_points is not None,
+            motion_points=motion_points or 8,
         )
     if len(dataset) == 0:
         where = source.root if source.source == "folder" else "synth"

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from m2aenet.atomic import write_text_atomic
 from m2aenet.checkpoint import load_state_dict, save_model
 from m2aenet.errors import CheckpointError, ConfigError, M2AENetError
-from m2aenet.registry import create_model
+from m2aenet.registry import create_model, model_config
 from m2aenet.train import distributed, state
 from m2aenet.train.config import TrainConfig, to_dict
 from m2aenet.train.data import build_dataset, train_loader
@@ -154,7 +154,10 @@ def forward_backward(
             )
             with autocast:
                 output = model(blur, mask=gt_mask) if teacher_forcing else model(blur)
-            total, parts = loss_fn(_float_output(output), blur, sharp, gt_mask)
+            motion = batch.get("motion")
+            if motion is not None:
+                motion = motion.to(device, non_blocking=True)
+            total, parts = loss_fn(_float_output(output), blur, sharp, gt_mask, motion)
             scaled = total * weight
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         for name, value in {"loss": total, **parts}.items():
@@ -260,6 +263,16 @@ class Trainer:
         return torch.optim.AdamW(
             [g for g in groups if g["params"]], lr=optim.lr, betas=optim.betas, eps=optim.eps
         )
+
+    def _motion_points(self) -> int | None:
+        """Trajectory points of the motion ground truth the loss needs, or None."""
+        if self.config.loss.trajectory_weight <= 0:
+            return None
+        model = self.config.model
+        points = getattr(model_config(model.name, **model.overrides), "trajectory_points", None)
+        if points is None:
+            raise ConfigError(f"loss.trajectory_weight > 0 but {model.name} has no trajectory")
+        return int(points)
 
     def _build_loss(self) -> nn.Module:
         from m2aenet.losses import M2AENetLoss
@@ -386,7 +399,7 @@ class Trainer:
         # Data before anything is written, so a bad dataset leaves no half-started run behind.
         train_dataset = self.train_dataset
         if train_dataset is None:
-            train_dataset = build_dataset(config.data.train, "train")
+            train_dataset = build_dataset(config.data.train, "train", self._motion_points())
         val_dataset = None
         if info.is_main and config.validation.enabled:
             val_dataset = self.val_dataset
