@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from test_api import HEIGHT, WIDTH, picture, random_model
+from torchrun_helpers import torchrun
 
 from m2aenet import cli
 from m2aenet.checkpoint import save_model
@@ -232,32 +230,12 @@ def test_torchrun_processes_share_the_files_each_exactly_once(
     for index, name in enumerate(names):
         Image.fromarray(_picture(index)).save(inputs / name)
     path, threshold = weights
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "m2aenet",
-        "deblur",
-        str(inputs),
-        "-o",
-        str(tmp_path / "out"),
-        "--weights",
-        str(path),
-        "--threshold",
-        str(threshold),
-        "--device",
-        "cpu",
-        "--json",
-        str(tmp_path / "summary.json"),
-        "--no-progress",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(
+        "-m", "m2aenet", "deblur", str(inputs), "-o", str(tmp_path / "out"),
+        "--weights", str(path), "--threshold", str(threshold), "--device", "cpu",
+        "--json", str(tmp_path / "summary.json"), "--no-progress",
+        timeout=300,
+    )  # fmt: skip
     shares = []
     for rank in (0, 1):
         document = json.loads((tmp_path / f"summary.rank{rank}.json").read_text())

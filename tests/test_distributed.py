@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from test_resume import assert_same_weights
+from torchrun_helpers import torchrun
 
 from m2aenet.train import state
 from m2aenet.train.plots import read_log
 
 HELPERS = Path(__file__).with_name("train_helpers.py")
-
-
-def torchrun(script_or_module: list[str], args: list[str], timeout: int = 240) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("TINY_SAMPLE_DELAY", None)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        *script_or_module,
-        *args,
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def tiny_yaml(tmp_path: Path, **changes) -> Path:
@@ -57,7 +38,7 @@ def tiny_yaml(tmp_path: Path, **changes) -> Path:
 def test_two_gloo_processes_agree_and_resume_like_an_uninterrupted_run(tmp_path: Path) -> None:
     config = tiny_yaml(tmp_path)
     straight = tmp_path / "straight"
-    torchrun([str(HELPERS)], ["train", str(config), "--out", str(straight)])
+    torchrun(str(HELPERS), "train", str(config), "--out", str(straight))
     rows = read_log(straight / "log.jsonl")
     done = [row for row in rows if row["kind"] == "done"]
     assert len(done) == 1  # rank 0 alone writes the log
@@ -73,7 +54,7 @@ def test_two_gloo_processes_agree_and_resume_like_an_uninterrupted_run(tmp_path:
         (state.step_dir(stopped, 6) / name).unlink()
     (stopped / "final_ema.safetensors").unlink()
     state.write_last(stopped, 3)
-    torchrun([str(HELPERS)], ["train", str(config), "--out", str(stopped), "--resume"])
+    torchrun(str(HELPERS), "train", str(config), "--out", str(stopped), "--resume")
     assert_same_weights(straight / "final_ema.safetensors", stopped / "final_ema.safetensors")
     training_state = torch.load(state.step_dir(stopped, 6) / "state.pt", weights_only=True)
     assert len(training_state["rng"]) == 2  # each rank's generators are saved
@@ -83,7 +64,7 @@ def test_two_gloo_processes_agree_and_resume_like_an_uninterrupted_run(tmp_path:
 def test_torchrun_m2aenet_train_smoke_config(tmp_path: Path) -> None:
     smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
     out = tmp_path / "smoke"
-    torchrun(["-m", "m2aenet"], ["train", str(smoke), "--out", str(out), "log.progress=false"])
+    torchrun("-m", "m2aenet", "train", str(smoke), "--out", str(out), "log.progress=false")
     done = [row for row in read_log(out / "log.jsonl") if row["kind"] == "done"]
     digests = done[0]["weights_sha256"]
     assert len(digests) == 2 and digests[0] == digests[1]
