@@ -67,7 +67,7 @@ class EvalReport:
         (Python's `json` would write the non-standard Infinity/NaN tokens that most other readers
         reject; an infinite PSNR is a real, expected result here, so it is kept as text.)
         """
-        return json.dumps(_jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n"
+        return json.dumps(jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n"
 
     def save_json(self, path: str | os.PathLike) -> None:
         """Write `to_json()` to `path` atomically."""
@@ -111,11 +111,13 @@ def _fmt(value: float, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Plain JSON data of nested metrics: NaN becomes null and infinities "inf"/"-inf" (a
+    perfect PSNR), which strict JSON cannot hold."""
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if isinstance(value, bool | str | int) or value is None:
         return value
     number = float(value)
@@ -273,4 +275,7 @@ def deblurrer_restore(deblurrer: Callable[[np.ndarray], Any]) -> Restore:
     return restore
 
 
-__all__ = ["METRIC_KEYS", "STAT_KEYS", "EvalReport", "Restore", "deblurrer_restore", "evaluate"]
+__all__ = [
+    "METRIC_KEYS", "STAT_KEYS", "EvalReport", "Restore", "deblurrer_restore", "evaluate",
+    "jsonable",
+]  # fmt: skip

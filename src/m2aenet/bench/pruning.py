@@ -90,6 +90,19 @@ def make_image(size: int, seed: int) -> torch.Tensor:
     return (image + 0.05 * torch.rand(1, 3, size, size, generator=generator)).clamp(0, 1)
 
 
+def deployed_forward(
+    model: torch.nn.Module, image: torch.Tensor, executor: str, mask: torch.Tensor
+) -> Callable[[], Any]:
+    """A no-argument call of the deployed `model` on `image` through `mask` with `executor`
+    (set at call time, so several closures can share one model)."""
+
+    def forward() -> Any:
+        model.executor = executor
+        return model(image, mask=mask)
+
+    return forward
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -208,11 +221,7 @@ def benchmark_size(settings: BenchSettings, size: int) -> list[dict[str, Any]]:
     ones = torch.ones(1, 1, size, size, device=device)
 
     def run(executor: str, mask: torch.Tensor) -> Callable[[], Any]:
-        def forward() -> Any:
-            model.executor = executor
-            return model(image, mask=mask)
-
-        return forward
+        return deployed_forward(model, image, executor, mask)
 
     dense_flops = count_flops(model, image, ones)
     dense_mb, memory_method = _memory_mb(settings, size, 1.0, "dense", run("dense", ones))

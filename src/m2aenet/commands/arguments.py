@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def positive_int(text: str) -> int:
@@ -14,3 +18,28 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def comma_list(
+    parse: Callable[[str], T], check: Callable[[T], bool], example: str, rule: str
+) -> Callable[[str], tuple[T, ...]]:
+    """An argparse type for comma-separated values, e.g. `--fractions 0.05,0.1`.
+
+    parse: turns one item into a value (raises ValueError on bad text), e.g. `float`.
+    check: True for an allowed value. example: what the option expects, used in the message
+    for unparsable or empty text ("fractions like 0.05,0.1"); rule: the message for a value
+    `check` refuses ("fractions must be in (0, 1)"). Empty items ("1,,2") are skipped.
+    """
+
+    def parse_list(text: str) -> tuple[T, ...]:
+        try:
+            values = tuple(parse(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected {example}, got {text!r}") from error
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected {example}, got {text!r}")
+        if not all(check(value) for value in values):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
+        return values
+
+    return parse_list
