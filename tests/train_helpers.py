@@ -135,7 +135,7 @@ def replace(config, **changes):
 TINY_MODEL = "tiny-test"
 
 
-def _tiny_datasets(source, role: str) -> Dataset:
+def _tiny_datasets(source, role: str, motion_points: int | None = None) -> Dataset:
     import os
     import time
 

@@ -154,10 +154,12 @@ def forward_backward(
             )
             with autocast:
                 output = model(blur, mask=gt_mask) if teacher_forcing else model(blur)
-            motion = batch.get("motion")
-            if motion is not None:
-                motion = motion.to(device, non_blocking=True)
-            total, parts = loss_fn(_float_output(output), blur, sharp, gt_mask, motion)
+            # Motion ground truth only when the data carries it (the trajectory term), so
+            # losses without that argument keep working.
+            extra = {}
+            if batch.get("motion") is not None:
+                extra["gt_trajectory"] = batch["motion"].to(device, non_blocking=True)
+            total, parts = loss_fn(_float_output(output), blur, sharp, gt_mask, **extra)
             scaled = total * weight
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         for name, value in {"loss": total, **parts}.items():
