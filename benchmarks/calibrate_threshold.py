@@ -26,12 +26,11 @@ def main() -> None:
     parser.add_argument("--thresholds", default="0.2,0.3,0.4,0.5,0.6")
     args = parser.parse_args()
     dataset = open_dataset(args.data, "generic", crop_size=None, augment=False)
+    deblurrer = Deblurrer.from_pretrained(args.weights, device="cpu", count_flops=False)
     results = []
     print("threshold  psnr_w  input_psnr_w  mask_iou  pred_fraction  ms")
     for threshold in sorted(float(text) for text in args.thresholds.split(",")):
-        deblurrer = Deblurrer.from_pretrained(
-            args.weights, device="cpu", threshold=threshold, count_flops=False
-        )
+        deblurrer.model.mask_threshold = threshold
         report = evaluate(deblurrer_restore(deblurrer), dataset, progress=False)
         mean, before = report.mean, report.input_mean
         print(f"{threshold:9.2f}  {mean['psnr_w']:6.3f}  {before['psnr_w']:12.3f}  "

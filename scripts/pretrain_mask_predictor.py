@@ -14,7 +14,6 @@ continues with the trained predictor.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -24,8 +23,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from m2aenet.atomic import atomic_path
+from m2aenet.checkpoint import load_model, model_record, read_record, save_model
 from m2aenet.data.synth_dataset import OnTheFlySynthDataset
 from m2aenet.losses import mask_loss
+from m2aenet.metrics import mask_iou
 from m2aenet.models.mask_predictor import MaskPredictor
 from m2aenet.registry import model_config
 
@@ -45,10 +46,10 @@ def probabilities(net: MaskPredictor, x: torch.Tensor) -> torch.Tensor:
 
 
 def iou(net: MaskPredictor, val: dict[str, torch.Tensor], threshold: float = 0.5) -> float:
+    """Mask IoU over all validation pixels at `threshold`."""
     with torch.no_grad():
         predicted = probabilities(net, val["blur"]) > threshold
-    truth = val["mask"] > 0.5
-    return ((predicted & truth).sum() / (predicted | truth).sum().clamp_min(1)).item()
+    return mask_iou(predicted.numpy(), (val["mask"] > 0.5).numpy())
 
 
 def train(args: argparse.Namespace) -> MaskPredictor:
@@ -83,16 +84,16 @@ def train(args: argparse.Namespace) -> MaskPredictor:
 
 def inject(weights: dict[str, torch.Tensor], checkpoint: Path) -> None:
     """Replace the predictor's tensors in CHECKPOINT/{model,ema}.safetensors (atomically)."""
+    predictor = {key.removeprefix(PREFIX): value for key, value in weights.items()}
     for name in ("model", "ema"):
         path = checkpoint / f"{name}.safetensors"
-        state = load_file(str(path))
-        missing = [key for key in weights if key not in state]
-        if missing or any(state[key].shape != value.shape for key, value in weights.items()):
-            raise SystemExit(f"{path}: predictor tensors do not fit ({missing or 'shapes'})")
-        state.update(weights)
-        metadata = json.loads(path.with_suffix(".json").read_text())
-        with atomic_path(path) as temporary:
-            save_file(state, str(temporary), metadata={"m2aenet": json.dumps(metadata)})
+        record = read_record(path)
+        model = load_model(path)
+        try:
+            model.mask_predictor.load_state_dict(predictor)  # strict: names and shapes
+        except RuntimeError as error:
+            raise SystemExit(f"{path}: predictor tensors do not fit ({error})") from error
+        save_model(path, model, {k: v for k, v in record.items() if k not in model_record(model)})
         print(f"replaced the mask predictor in {path}")
 
 

@@ -10,12 +10,11 @@ and a `training` summary (steps, compute time from log.jsonl, commands) for docs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import shutil
 from pathlib import Path
 
-from m2aenet.atomic import atomic_path, write_text_atomic
-from m2aenet.checkpoint import WEIGHTS_DIR, load_model
+from m2aenet.checkpoint import WEIGHTS_DIR, load_model, model_record, read_record, save_model
 
 IDLE_GAP_S = 300  # a longer pause between log rows is a stop, not training time
 
@@ -34,23 +33,24 @@ def main() -> None:
     parser.add_argument("--note", default="")
     args = parser.parse_args()
     source = args.run / "final_ema.safetensors"
-    record = json.loads(source.with_suffix(".json").read_text())
+    record = read_record(source)
+    model = load_model(source)
     if args.threshold is not None:
-        record["model_config"]["mask_threshold"] = args.threshold
-    record["training"] = {
+        # In the config too, so the threshold is in the safetensors metadata as well as in
+        # the sidecar: a lone .safetensors file then loads with the calibrated threshold.
+        model.config = dataclasses.replace(model.config, mask_threshold=args.threshold)
+        model.mask_threshold = args.threshold
+    extra = {key: value for key, value in record.items() if key not in model_record(model)}
+    extra["training"] = {
         "steps": record.get("step"),
         "compute_hours": round(training_seconds(args.run / "log.jsonl") / 3600, 2),
         "command": record.get("command"),
         "note": args.note,
     }
-    target = WEIGHTS_DIR / f"{args.name}.safetensors"
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    with atomic_path(target) as temporary:
-        shutil.copyfile(source, temporary)
-    write_text_atomic(target.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
-    load_model(args.name)  # the shipped pair must load as users will load it
+    target = save_model(WEIGHTS_DIR / f"{args.name}.safetensors", model, extra)
+    shipped = load_model(args.name)  # the shipped pair must load as users will load it
     print(f"shipped {target} ({target.stat().st_size / 1e6:.1f} MB), threshold "
-          f"{record['model_config']['mask_threshold']}")  # fmt: skip
+          f"{shipped.mask_threshold}")  # fmt: skip
 
 
 if __name__ == "__main__":

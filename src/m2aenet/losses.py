@@ -166,17 +166,16 @@ class M2AENetLoss(nn.Module):
         parts["reblur"] = reblur_loss(
             output.image, blur, output.trajectory, restored, config.reblur_density
         )
-        if config.motion_weight > 0:
-            parts["motion"] = reblur_loss(
-                sharp, blur, output.trajectory, gt_mask, config.reblur_density
-            )
         parts["mask"] = mask_loss(output.mask_prob, gt_mask, config.dice_smooth)
         total = (
             config.reconstruction_weight * parts["rec"]
             + config.reblur_weight * parts["reblur"]
             + config.mask_weight * parts["mask"]
         )
-        if "motion" in parts:
+        if config.motion_weight > 0:
+            parts["motion"] = reblur_loss(
+                sharp, blur, output.trajectory, gt_mask, config.reblur_density
+            )
             total = total + config.motion_weight * parts["motion"]
         if config.trajectory_weight > 0 and gt_trajectory is not None:
             if gt_trajectory.shape != output.trajectory.shape:
