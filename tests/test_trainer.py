@@ -293,3 +293,31 @@ def test_trajectory_term_on_a_folder_source_is_refused_before_training(tmp_path:
     source = DataSource(source="folder", root=str(tmp_path), crop_size=32)
     with pytest.raises(ConfigError, match="trajectory_weight needs motion ground truth"):
         build_dataset(source, "train", motion_points=4)
+
+
+def test_init_weights_start_a_run_from_saved_weights(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    run(tiny_config(), tmp_path / "first")
+    start = tmp_path / "first" / "final_ema.safetensors"
+    # With a vanishing learning rate the fine-tuned weights stay where they started.
+    fine = tiny_config(
+        steps=1,
+        model={"init_weights": str(start)},
+        optim={"lr": 1e-9, "warmup_steps": 0, "min_lr": 1e-10},
+    )
+    run(fine, tmp_path / "fine")
+    before = load_file(str(start))
+    after = load_file(str(tmp_path / "fine" / "final_ema.safetensors"))
+    assert before.keys() == after.keys()
+    # Parameters only: a training step moves BatchNorm's running statistics by design.
+    moved = [k for k in before if not torch.allclose(before[k], after[k], atol=1e-6)]
+    assert moved and all(".running_" in k or "num_batches" in k for k in moved)
+
+
+def test_init_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    from m2aenet.errors import CheckpointError
+
+    config = tiny_config(model={"init_weights": "default"})
+    with pytest.raises(CheckpointError, match="default.safetensors: weights do not fit"):
+        run(config, tmp_path / "wrong")

@@ -32,10 +32,16 @@ def _loss_config_type() -> type:
 
 @dataclass
 class ModelSection:
-    """Which registered architecture to train, and overrides of its config dataclass."""
+    """Which registered architecture to train, and overrides of its config dataclass.
+
+    `init_weights`: start from these weights (a shipped name such as `default`, or a
+    `.safetensors` path) instead of a random initialization: fine-tuning. They must fit the
+    architecture exactly; optimizer and schedule start fresh.
+    """
 
     name: str = "m2aenet-s"
     overrides: dict[str, Any] = field(default_factory=dict)
+    init_weights: str | None = None
 
 
 @dataclass

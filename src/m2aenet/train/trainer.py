@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from m2aenet.atomic import write_text_atomic
 from m2aenet.checkpoint import load_state_dict, save_model
 from m2aenet.errors import CheckpointError, ConfigError, M2AENetError
+from m2aenet.checkpoint import load_weights_into
 from m2aenet.registry import create_model, model_config
 from m2aenet.train import distributed, state
 from m2aenet.train.config import TrainConfig, to_dict
@@ -250,7 +251,10 @@ class Trainer:
 
     def _build_model(self) -> nn.Module:
         model_section = self.config.model
-        return create_model(model_section.name, **model_section.overrides)
+        model = create_model(model_section.name, **model_section.overrides)
+        if model_section.init_weights is not None:
+            load_weights_into(model, model_section.init_weights)
+        return model
 
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         optim = self.config.optim
