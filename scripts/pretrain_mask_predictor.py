@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from m2aenet.atomic import atomic_path
@@ -27,7 +26,7 @@ from m2aenet.checkpoint import load_model, model_record, read_record, save_model
 from m2aenet.data.synth_dataset import OnTheFlySynthDataset
 from m2aenet.losses import mask_loss
 from m2aenet.metrics import mask_iou
-from m2aenet.models.mask_predictor import MaskPredictor
+from m2aenet.models.mask_predictor import MaskPredictor, blur_probability
 from m2aenet.registry import model_config
 
 PREFIX = "mask_predictor."
@@ -41,8 +40,8 @@ def pool(split: str, size: int, count: int, mode: str, seed: int) -> dict[str, t
 
 
 def probabilities(net: MaskPredictor, x: torch.Tensor) -> torch.Tensor:
-    logits, _ = net(x)
-    return torch.sigmoid(F.interpolate(logits, size=x.shape[-2:], mode="bilinear"))
+    """Full-resolution blur probability, as the model computes it."""
+    return blur_probability(net(x)[0], x.shape[-2:])
 
 
 def iou(net: MaskPredictor, val: dict[str, torch.Tensor], threshold: float = 0.5) -> float:

@@ -21,7 +21,12 @@ from torch import nn
 
 from m2aenet.errors import ConfigError
 from m2aenet.models.blocks import PrunableBlock, linear_rows
-from m2aenet.models.mask_predictor import MaskPredictor, hard_mask, straight_through
+from m2aenet.models.mask_predictor import (
+    MaskPredictor,
+    blur_probability,
+    hard_mask,
+    straight_through,
+)
 from m2aenet.models.motion import (
     MotionAnalyzer,
     motion_to_trajectory,
@@ -176,9 +181,7 @@ class M2AENet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits at 1/4, predictor features, p at full size, hard mask at full size)."""
         logits, features = self.mask_predictor(padded)
-        prob = torch.sigmoid(
-            F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-        )
+        prob = blur_probability(logits, padded.shape[-2:])
         pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
         if mask is None:
             hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)

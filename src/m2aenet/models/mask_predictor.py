@@ -42,6 +42,11 @@ def straight_through(hard: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
     return hard + (prob - prob.detach())
 
 
+def blur_probability(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """p = sigmoid of the 1/4-resolution logits upsampled bilinearly to `size` (H, W)."""
+    return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
+
+
 def gradient_magnitudes(x: torch.Tensor) -> torch.Tensor:
     """|d/dx| and |d/dy| of the luma of x (B, 3, H, W) -> (B, 2, H, W), zero on the last column/row.
 

@@ -65,8 +65,12 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
             length=source.length,
             global_fraction=source.global_fraction,
             blur_reference_side=source.blur_reference_side,
-            with_motion=motion_points is not None,
-            motion_points=motion_points or 8,
+            # The generator's default number of motion points unless the loss needs its own.
+            **(
+                {}
+                if motion_points is None
+                else {"with_motion": True, "motion_points": motion_points}
+            ),
         )
     if len(dataset) == 0:
         where = source.root if source.source == "folder" else "synth"

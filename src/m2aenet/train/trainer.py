@@ -26,9 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from m2aenet.atomic import write_text_atomic
-from m2aenet.checkpoint import load_state_dict, save_model
+from m2aenet.checkpoint import load_state_dict, load_weights_into, save_model
 from m2aenet.errors import CheckpointError, ConfigError, M2AENetError
-from m2aenet.checkpoint import load_weights_into
 from m2aenet.registry import create_model, model_config
 from m2aenet.train import distributed, state
 from m2aenet.train.config import TrainConfig, to_dict
