@@ -108,15 +108,18 @@ def load_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
         ) from error
 
 
-def load_weights_into(model: nn.Module, name_or_path: str | Path) -> nn.Module:
-    """Load a weights file (shipped name or path) into `model`; shapes must match exactly."""
+def load_weights_into(model: nn.Module, name_or_path: str | Path, architecture: str) -> nn.Module:
+    """Load a weights file (shipped name or path) into `model`; shapes must match exactly.
+
+    `architecture` names the model in the error message (a registered name, usually).
+    """
     weights_path = resolve_weights(name_or_path)
     try:
         model.load_state_dict(load_state_dict(weights_path), strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[0:3]
         raise CheckpointError(
-            f"{weights_path}: weights do not fit {type(model).__name__}: {first}"
+            f"{weights_path}: weights do not fit {architecture}: {first}"
         ) from error
     return model
 
@@ -130,4 +133,4 @@ def load_model(
     weights_path = resolve_weights(name_or_path)
     record = read_record(weights_path)
     model = create_model(record["model"], **record.get("model_config", {}))
-    return load_weights_into(model, weights_path).to(device).eval()
+    return load_weights_into(model, weights_path, record["model"]).to(device).eval()

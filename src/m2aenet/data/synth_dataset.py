@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from m2aenet.data.sources import photo_pool
-from m2aenet.data.synth import SampleGenerator
+from m2aenet.data.synth import MOTION_SAMPLES, SampleGenerator
 
 
 class OnTheFlySynthDataset(Dataset):
@@ -37,7 +37,7 @@ class OnTheFlySynthDataset(Dataset):
         noise: bool = False,
         jpeg: int | None = None,
         with_motion: bool = False,
-        motion_points: int = 8,
+        motion_points: int = MOTION_SAMPLES,
         blur_reference_side: int | None = None,
     ) -> None:
         if length < 1:

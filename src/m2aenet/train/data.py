@@ -55,6 +55,7 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
         )
         dataset.validate()  # every file header now, not one bad file hours into the run
     else:
+        from m2aenet.data.synth import MOTION_SAMPLES
         from m2aenet.data.synth_dataset import OnTheFlySynthDataset
 
         dataset = OnTheFlySynthDataset(
@@ -65,12 +66,8 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
             length=source.length,
             global_fraction=source.global_fraction,
             blur_reference_side=source.blur_reference_side,
-            # The generator's default number of motion points unless the loss needs its own.
-            **(
-                {}
-                if motion_points is None
-                else {"with_motion": True, "motion_points": motion_points}
-            ),
+            with_motion=motion_points is not None,
+            motion_points=motion_points or MOTION_SAMPLES,
         )
     if len(dataset) == 0:
         where = source.root if source.source == "folder" else "synth"

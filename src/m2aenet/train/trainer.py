@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from m2aenet.atomic import write_text_atomic
-from m2aenet.checkpoint import load_state_dict, load_weights_into, save_model
+from m2aenet.checkpoint import load_weights_into, save_model
 from m2aenet.errors import CheckpointError, ConfigError, M2AENetError
 from m2aenet.registry import create_model, model_config
 from m2aenet.train import distributed, state
@@ -248,11 +248,12 @@ class Trainer:
                 )
         return found
 
-    def _build_model(self) -> nn.Module:
+    def _build_model(self, resuming: bool) -> nn.Module:
+        """The configured model; `init_weights` are skipped when a checkpoint replaces them."""
         model_section = self.config.model
         model = create_model(model_section.name, **model_section.overrides)
-        if model_section.init_weights is not None:
-            load_weights_into(model, model_section.init_weights)
+        if model_section.init_weights is not None and not resuming:
+            load_weights_into(model, model_section.init_weights, model_section.name)
         return model
 
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -331,20 +332,11 @@ class Trainer:
         self, directory: Path, parts: TrainingParts, info: distributed.DistInfo
     ) -> int:
         """Restore everything from a checkpoint folder; returns its step."""
-
-        def load_weights(module: nn.Module, name: str) -> None:
-            path = directory / name
-            try:
-                module.load_state_dict(load_state_dict(path), strict=True)
-            except RuntimeError as error:
-                raise CheckpointError(
-                    f"{path}: does not fit the configured model ({error})"
-                ) from error
-
-        load_weights(parts.model, "model.safetensors")
+        architecture = f"the configured model ({self.config.model.name})"
+        load_weights_into(parts.model, directory / "model.safetensors", architecture)
         training_state = state.load_state(directory / "state.pt")
         if parts.ema is not None:
-            load_weights(parts.ema.module, "ema.safetensors")
+            load_weights_into(parts.ema.module, directory / "ema.safetensors", architecture)
             parts.ema.load_state_dict(training_state["ema"])
         optimizer, scheduler = parts.optimizer, parts.scheduler
         optimizer.load_state_dict(training_state["optimizer"])
@@ -411,7 +403,7 @@ class Trainer:
             if val_dataset is None:
                 val_dataset = build_dataset(config.data.val, "val")
         seed_everything(config.seed)  # identical initial weights on every rank
-        model = self._build_model().to(device)
+        model = self._build_model(resuming=self.resume and found is not None).to(device)
         optimizer = self._build_optimizer(model)
         parts = TrainingParts(
             model=model,
