@@ -2,7 +2,8 @@
 # Installs the Debian photo packages the data engine draws sharp images from, where absent.
 # Needs root or sudo; without them it only warns (deblurring and most tests do not need them).
 set -u
-packages=(mate-backgrounds lomiri-wallpapers-16.04)
+# train: mate-backgrounds; val: lomiri-wallpapers-20.04, ukui-wallpapers; test: lomiri-wallpapers-16.04
+packages=(mate-backgrounds lomiri-wallpapers-20.04 ukui-wallpapers lomiri-wallpapers-16.04)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -48,6 +48,29 @@ def test_registry_has_both_sizes_and_validates_config() -> None:
         create_model("m2aenet-s", mask_threshold=1.5)
     with pytest.raises(ConfigError, match="trajectory_channels"):
         create_model("m2aenet-s", channels=4, trajectory_channels=8)
+    with pytest.raises(ConfigError, match="body_scale"):
+        create_model("m2aenet-s", body_scale=3)
+
+
+def test_half_resolution_body_reaches_twice_as_far() -> None:
+    """With body_scale 2, one 3x3 mixer already connects pixels 3 apart (cells 1 apart)."""
+    reach = {}
+    for scale in (1, 2):
+        model = _perturbed(body_scale=scale, num_blocks=1, trajectory_every=2)
+        with torch.no_grad():
+            model.analyzer.motion_head.weight.zero_()  # no trajectory: the conv alone
+            model.analyzer.motion_head.bias.zero_()
+            model.blocks[0].guide_proj.weight.zero_()  # no context either
+        x = torch.zeros(1, 3, 32, 32, requires_grad=True)
+        out = model(x, mask=torch.ones(1, 1, 32, 32))
+        out.image[0, :, 16, 16].sum().backward()
+        ys, xs = (
+            torch.nonzero(x.grad[0].abs().sum(0))[:, 0],
+            torch.nonzero(x.grad[0].abs().sum(0))[:, 1],
+        )
+        reach[scale] = int(max((ys - 16).abs().max(), (xs - 16).abs().max()))
+    assert reach[1] == 1
+    assert reach[2] >= 2
 
 
 def test_output_contract_on_odd_sizes() -> None:
@@ -71,11 +94,14 @@ def test_padding_is_reflect_to_multiple_of_eight() -> None:
     assert pad_to_multiple(torch.rand(1, 3, 3, 2), 8).shape == (1, 3, 8, 8)  # tiny: replicate
 
 
+@pytest.mark.parametrize("body_scale", [1, 2])
 @pytest.mark.parametrize("batch_norm", [False, True])
 @pytest.mark.parametrize("size", [(37, 53), (40, 56)])
-def test_deploy_equals_train_for_the_same_mask(size: tuple[int, int], batch_norm: bool) -> None:
+def test_deploy_equals_train_for_the_same_mask(
+    size: tuple[int, int], batch_norm: bool, body_scale: int
+) -> None:
     height, width = size
-    model = _perturbed(batch_norm=batch_norm)
+    model = _perturbed(batch_norm=batch_norm, body_scale=body_scale)
     x = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(5))
     mask = _blob_masks(2, height, width)
     with torch.no_grad():
@@ -94,8 +120,9 @@ def test_deploy_equals_train_for_the_same_mask(size: tuple[int, int], batch_norm
         assert torch.equal(out.image[outside], x[outside])
 
 
-def test_predicted_mask_leaves_the_rest_bit_exact_in_both_modes() -> None:
-    model = _perturbed(seed=1)
+@pytest.mark.parametrize("body_scale", [1, 2])
+def test_predicted_mask_leaves_the_rest_bit_exact_in_both_modes(body_scale: int) -> None:
+    model = _perturbed(seed=1, body_scale=body_scale)
     x = torch.rand(1, 3, 33, 45, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         prob = model(x).mask_prob

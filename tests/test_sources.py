@@ -71,13 +71,18 @@ def test_missing_debian_package_error_says_how_to_install(
         photo_pool("train")
     with pytest.raises(InputError, match="apt-get install mate-backgrounds lomiri-wallpapers"):
         photo_pool("test")
+    with pytest.raises(InputError, match="'lomiri-wallpapers-20.04' is not installed"):
+        photo_pool("val")
 
 
 @pytest.mark.skipif(not sources.debian_photos_installed(), reason="Debian photo packages absent")
 def test_debian_splits_are_disjoint_and_cleaned() -> None:
     train, val, test = photo_pool("train"), photo_pool("val"), photo_pool("test")
-    assert train == val  # val differs by its random stream, not its photos
-    assert not set(train) & set(test)
+    assert train and val and test
+    # Three disjoint photo sets: by path and by name (the same picture in two packages).
+    for first, second in ((train, val), (train, test), (val, test)):
+        assert not set(first) & set(second)
+        assert not {p.name for p in first} & {p.name for p in second}
     assert all(
         p.parent.parent == Path("/usr/share/backgrounds/mate") for p in sources.mate_photos()
     )

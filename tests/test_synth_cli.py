@@ -11,7 +11,7 @@ from PIL import Image
 
 from m2aenet import cli
 from m2aenet.data import sources
-from m2aenet.data.synth_writer import parse_size
+from m2aenet.data.synth_writer import parse_blur_length, parse_size
 from m2aenet.errors import InputError
 from m2aenet.imageio import read_rgb, write_png
 
@@ -187,3 +187,33 @@ def test_default_splits_draw_from_their_own_photos(tmp_path: Path) -> None:
         used = set(json.loads((out / "meta.json").read_text())["sources_used"])
         assert used and (used <= test_photos) == (split == "test")
         assert (used & test_photos) == (used if split == "test" else set())
+
+
+def test_blur_length_range_is_parsed_checked_and_recorded(tmp_path: Path) -> None:
+    assert parse_blur_length("3-15") == (3.0, 15.0)
+    assert parse_blur_length(" 2.5 - 4 ") == (2.5, 4.0)
+    assert parse_blur_length("8") == (8.0, 8.0)
+    for bad in ("15-3", "abc", "0-4", "3-", "-3"):
+        with pytest.raises(InputError, match="--blur-length"):
+            parse_blur_length(bad)
+    out = tmp_path / "set"
+    assert _synth(out, _photos(tmp_path / "photos"), "--count", "2", "--blur-length", "6-6") == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["blur_length_px"] == [6.0, 6.0]
+    for image in meta["images"]:
+        for obj in image["objects"]:
+            # The farthest point travels about 6 px (a turning box corner a bit more).
+            assert 0 < obj["blur_px"] < 12.0
+
+
+def test_blur_length_changes_only_the_motion(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos")
+    short, long = tmp_path / "short", tmp_path / "long"
+    assert _synth(short, photos, "--count", "1", "--blur-length", "3") == 0
+    assert _synth(long, photos, "--count", "1", "--blur-length", "20") == 0
+    short_mask = read_rgb(short / "mask" / "000000.png")
+    long_mask = read_rgb(long / "mask" / "000000.png")
+    assert long_mask.mean() > short_mask.mean()  # a longer path sweeps more pixels
+    assert np.array_equal(
+        read_rgb(short / "sharp" / "000000.png"), read_rgb(long / "sharp" / "000000.png")
+    )

@@ -37,14 +37,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--split",
         choices=_SPLITS,
         default="train",
-        help="photo pool and random stream: train/val (mate-backgrounds + scikit-image), "
-        "test (lomiri-wallpapers-16.04); default train",
+        help="photo pool and random stream: train (mate-backgrounds + scikit-image), val "
+        "(lomiri-wallpapers-20.04 + ukui-wallpapers), test (lomiri-wallpapers-16.04); "
+        "default train",
     )
     parser.add_argument(
         "--sources",
         nargs="+",
         metavar="PATH",
         help="photo files or folders (searched recursively) replacing the split's photos",
+    )
+    parser.add_argument(
+        "--blur-length",
+        metavar="LOW-HIGH",
+        help="blur path length in px of the output images, log-uniform in LOW-HIGH (e.g. 3-15; "
+        "default 4-60 px at 512 px, scaled with the image's short side)",
     )
     parser.add_argument("--noise", action="store_true", help="add Poisson-Gaussian noise to blur")
     parser.add_argument("--jpeg", type=int, metavar="Q", help="JPEG-compress blur at quality Q")
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.count is None and args.preview is None:
         raise InputError("nothing to do: give --count N to generate, or --preview FILE")
     if args.count is not None:
-        from m2aenet.data.synth_writer import generate_dataset, parse_size
+        from m2aenet.data.synth_writer import generate_dataset, parse_blur_length, parse_size
 
         size = parse_size(args.size)
         if args.count < 1:
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             write_motion=not args.no_motion,
             progress=not args.no_progress,
+            blur_length=parse_blur_length(args.blur_length) if args.blur_length else None,
         )
         print(f"wrote {meta['count']} {args.mode} pairs to {args.out}")
     if args.preview is not None:

@@ -4,8 +4,9 @@ Splits (never mix them: the test photos are unseen in training, as backgrounds a
 
 - train: Debian `mate-backgrounds` (/usr/share/backgrounds/mate/{nature,desktop,abstract}) and
   the colour photos bundled with scikit-image.
-- val: the same photos as train, drawn with a disjoint random stream (`synth.image_rng` mixes
-  the split into the seed), so val images are new compositions and motions of known photos.
+- val: Debian `lomiri-wallpapers-20.04` and `ukui-wallpapers`: photos of their own, so a model
+  that learns its training photos does not look better on val (it did while val drew new
+  compositions of the training photos: docs/decisions.md, session 3).
 - test: Debian `lomiri-wallpapers-16.04` only (the files `dpkg -L` lists).
 
 A user folder (`--sources`) replaces the split's photos.
@@ -31,7 +32,10 @@ from m2aenet.imageio import read_rgb, to_uint8
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
-INSTALL_HINT = "apt-get install mate-backgrounds lomiri-wallpapers-16.04"
+TRAIN_PACKAGES = ("mate-backgrounds",)
+VAL_PACKAGES = ("lomiri-wallpapers-20.04", "ukui-wallpapers")
+TEST_PACKAGES = ("lomiri-wallpapers-16.04",)
+INSTALL_HINT = "apt-get install " + " ".join(TRAIN_PACKAGES + VAL_PACKAGES + TEST_PACKAGES)
 
 # scikit-image's bundled colour photographs (grey images, charts and drawings are left out).
 SKIMAGE_PHOTOS = (
@@ -125,19 +129,33 @@ def mate_photos() -> list[Path]:
     return _drop_resolution_variants(sorted(set(photos)))
 
 
+def package_photos(packages: Sequence[str]) -> list[Path]:
+    """The image files of these Debian packages (sorted); InputError naming one that is absent."""
+    photos: set[Path] = set()
+    for package in packages:
+        files = _package_files(package)
+        found = {p for p in files or [] if is_image_file(p) and p.is_file()}
+        if not found:
+            raise _missing_package_error(package)
+        photos |= found
+    return sorted(photos)
+
+
 def lomiri_photos() -> list[Path]:
     """The `lomiri-wallpapers-16.04` photos (test split, sorted); InputError if absent."""
-    files = _package_files("lomiri-wallpapers-16.04")
-    photos = sorted({p for p in files or [] if is_image_file(p) and p.is_file()})
-    if not photos:
-        raise _missing_package_error("lomiri-wallpapers-16.04")
-    return photos
+    return package_photos(TEST_PACKAGES)
+
+
+def val_photos() -> list[Path]:
+    """The validation split's photos (sorted): none of them is a training or test photo."""
+    return package_photos(VAL_PACKAGES)
 
 
 def debian_photos_installed() -> bool:
-    """Whether both Debian photo packages (train and test photos) are installed."""
+    """Whether the Debian photo packages of all three splits are installed."""
     try:
         mate_photos()
+        val_photos()
         lomiri_photos()
     except InputError:
         return False
@@ -180,6 +198,8 @@ def photo_pool(
         return folder_photos(sources)
     if split == "test":
         return lomiri_photos()
+    if split == "val":
+        return val_photos()
     return mate_photos() + skimage_photos()
 
 

@@ -324,7 +324,9 @@ class SampleGenerator:
     the blur; jpeg: JPEG quality for the blur, or None; motion_points: K of the motion ground
     truth (it does not change the images); blur_reference_side: draw blur lengths as for a
     square frame of this side (training crops of 256 px can then carry the 4-60 px blur of
-    512 px photos), default the frame itself. Same arguments -> same pixels.
+    512 px photos), default the frame itself; blur_length: (shortest, longest) blur path in
+    pixels of the generated frame, drawn log-uniformly, for objects and camera shake alike
+    (replaces the ranges scaled from the reference side). Same arguments -> same pixels.
     """
 
     def __init__(
@@ -340,6 +342,7 @@ class SampleGenerator:
         cache: PhotoCache | None = None,
         motion_points: int = MOTION_SAMPLES,
         blur_reference_side: int | None = None,
+        blur_length: tuple[float, float] | None = None,
     ) -> None:
         if mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -358,6 +361,7 @@ class SampleGenerator:
         self.motion_points = int(motion_points)
         side = int(blur_reference_side) if blur_reference_side else None
         self.length_size = (side, side) if side else self.size
+        self.blur_length = check_blur_length(blur_length) if blur_length else None
         # Crops zoom in to 40% of a photo's short side at most, so 2.5x the frame side suffices.
         side = math.ceil(2.5 * (min(self.size) + 2 * self._margin()))
         self.cache = cache or PhotoCache(short_side=side)
@@ -413,7 +417,7 @@ class SampleGenerator:
             background,
             textures,
             rng,
-            blur_range=local_blur_range(self.length_size),
+            blur_range=self.blur_length or local_blur_range(self.length_size),
             motion_points=self.motion_points,
         )
         sample.params["background"] = {"source": str(path), **crop}
@@ -422,7 +426,10 @@ class SampleGenerator:
         return sample
 
     def _margin(self) -> int:
-        return max(global_margin(self.size), global_margin(self.length_size))
+        margin = max(global_margin(self.size), global_margin(self.length_size))
+        if self.blur_length:  # the farthest a frame pixel can move (see `global_margin`)
+            margin = max(margin, math.ceil(1.25 * self.blur_length[1]) + 2)
+        return margin
 
     def _global(self, rng: np.random.Generator) -> SynthSample:
         margin = self._margin()
@@ -430,10 +437,27 @@ class SampleGenerator:
         path, photo = self._pick(rng, scene_size)
         scene, crop = random_crop(photo, scene_size, rng)
         sample = synthesize_global(
-            scene, rng, self.size, self.motion_points, global_blur_range(self.length_size)
+            scene,
+            rng,
+            self.size,
+            self.motion_points,
+            self.blur_length or global_blur_range(self.length_size),
         )
         sample.params["background"] = {"source": str(path), **crop}
         return sample
+
+
+def check_blur_length(blur_length: Sequence[float]) -> tuple[float, float]:
+    """(low, high) blur path lengths in px, checked: 1 <= low <= high <= 1000."""
+    try:
+        low, high = (float(value) for value in blur_length)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"bad blur length {blur_length!r}: expected (shortest, longest) in px"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and 1.0 <= low <= high <= 1000.0):
+        raise InputError(f"bad blur length {low:g}-{high:g} px: expected 1 <= low <= high <= 1000")
+    return low, high
 
 
 def check_size(size: tuple[int, int]) -> None:

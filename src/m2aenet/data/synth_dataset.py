@@ -22,7 +22,8 @@ class OnTheFlySynthDataset(Dataset):
     "mask": float32 (1, H, W) in {0, 1}, "has_mask": True, "name": str}; with
     `with_motion=True` also "motion": float32 (K, 2, H, W) at K = `motion_points` times evenly
     spaced over the exposure, ends included: pass the model's `trajectory_points` to compare
-    with its trajectory directly (see docs/data.md).
+    with its trajectory directly (see docs/data.md). `blur_reference_side` and `blur_length`
+    set the blur lengths as `SampleGenerator` does.
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class OnTheFlySynthDataset(Dataset):
         with_motion: bool = False,
         motion_points: int = MOTION_SAMPLES,
         blur_reference_side: int | None = None,
+        blur_length: tuple[float, float] | None = None,
     ) -> None:
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
@@ -55,6 +57,7 @@ class OnTheFlySynthDataset(Dataset):
             jpeg,
             motion_points=motion_points,
             blur_reference_side=blur_reference_side,
+            blur_length=blur_length,
         )
 
     def __len__(self) -> int:

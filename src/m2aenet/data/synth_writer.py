@@ -20,6 +20,7 @@ from m2aenet.data.synth import (
     MOTION_SAMPLES,
     SampleGenerator,
     SynthSample,
+    check_blur_length,
     check_size,
 )
 from m2aenet.errors import InputError
@@ -46,6 +47,19 @@ def parse_size(text: str) -> tuple[int, int]:
     except InputError as error:
         raise InputError(f"bad --size {text!r}: each side must be 32..8192 px") from error
     return size
+
+
+def parse_blur_length(text: str) -> tuple[float, float]:
+    """'LOW-HIGH' (e.g. '3-15') or one length '8' -> (low, high) in px; InputError if malformed."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:-\s*(\d+(?:\.\d+)?)\s*)?", str(text))
+    if not match:
+        raise InputError(f"bad --blur-length {text!r}: expected LOW-HIGH in px, e.g. 3-15")
+    low = float(match[1])
+    high = float(match[2]) if match[2] else low
+    try:
+        return check_blur_length((low, high))
+    except InputError as error:
+        raise InputError(f"bad --blur-length {text!r}: {error}") from error
 
 
 def sample_name(index: int) -> str:
@@ -100,12 +114,14 @@ def generate_dataset(
     overwrite: bool = False,
     progress: bool = True,
     write_motion: bool = True,
+    blur_length: tuple[float, float] | None = None,
 ) -> dict:
     """Generate `count` images into `out_dir` and return the meta.json content.
 
     size is (height, width). Image i depends only on (seed, split, i) and the other arguments.
     The photo pool is the split's (see `sources`) unless `sources` lists files or folders.
-    `write_motion=False` skips DIR/motion (8 MB per 512x512 image).
+    `write_motion=False` skips DIR/motion (8 MB per 512x512 image). `blur_length`: (shortest,
+    longest) blur path in px of the output images (default: 4-60 px scaled from 512 px).
     """
     import torch
     from tqdm import tqdm
@@ -113,7 +129,9 @@ def generate_dataset(
     if count < 1:
         raise InputError(f"--count must be >= 1, got {count}")
     photos = photo_pool(split, sources)
-    generator = SampleGenerator(photos, size, mode, seed, split, global_fraction, noise, jpeg)
+    generator = SampleGenerator(
+        photos, size, mode, seed, split, global_fraction, noise, jpeg, blur_length=blur_length
+    )
     out_dir = Path(out_dir)
     names = [sample_name(i) for i in range(count)]
     _prepare_output(out_dir, set(names), overwrite)
@@ -153,6 +171,7 @@ def generate_dataset(
         "global_fraction": global_fraction if mode == "mixed" else None,
         "noise": bool(noise),
         "jpeg": jpeg,
+        "blur_length_px": list(generator.blur_length) if generator.blur_length else None,
         "motion": None
         if not write_motion
         else {

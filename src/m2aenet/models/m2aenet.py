@@ -2,8 +2,13 @@ r"""M2AENet: motion-aware adaptive pixel pruning for local motion deblurring.
 
     x --pad--> mask predictor (1/4 res) --> p, M = dilate(p > tau, r)
            \-> motion analyzer (1/4 res U-Net on predictor features and p) --> motion, context
-           \-> stem (per-pixel linear) --> N prunable blocks y = x + M * F(x) --> head
-    out = x + M * head(features)
+           \-> pixel-unshuffle by s --> stem (per-position linear)
+               --> N prunable blocks y = x + M_s * F(x) --> head --> pixel-shuffle by s
+    out = x + M * body(x),   M_s = maxpool(M, s): a body position is kept if any of its s x s
+                             pixels is blurred
+
+With `body_scale` s = 2 the body works on 2x2 pixel cells: a 3x3 conv then reaches twice as
+far in pixels at a quarter of the positions, which is what long blur paths need.
 
 Train mode computes every pixel (masked by M, with a straight-through gradient to p).
 `reparameterize()` switches to deploy mode: collapsed convs, and the blocks run on the kept
@@ -37,6 +42,7 @@ from m2aenet.models.motion import (
 from m2aenet.models.outputs import ModelOutput
 from m2aenet.models.sparse import (
     EXECUTORS,
+    KeptPixels,
     choose_executor,
     find_kept_pixels,
     make_plan,
@@ -65,6 +71,8 @@ class M2AENetConfig:
     mask_threshold:      tau, the blur probability above which a pixel is restored
     mask_dilation:       r, dilation radius of the hard mask in pixels
     batch_norm:          BatchNorm in the mixer branches (folded by reparameterize())
+    body_scale:          s, the body's cell size in pixels (1: full resolution; 2: the body
+                         runs on pixel-unshuffled 2x2 cells, twice the reach per conv)
     """
 
     channels: int = 24
@@ -81,6 +89,7 @@ class M2AENetConfig:
     mask_threshold: float = 0.5
     mask_dilation: int = 2
     batch_norm: bool = False
+    body_scale: int = 1
 
     def __post_init__(self) -> None:
         positive = (
@@ -104,6 +113,10 @@ class M2AENetConfig:
             )
         if self.mlp_ratio <= 0:
             raise ConfigError(f"model_config.mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if self.body_scale not in (1, 2, 4, 8):  # the padded size is a multiple of 8
+            raise ConfigError(
+                f"model_config.body_scale must be 1, 2, 4 or 8, got {self.body_scale}"
+            )
 
 
 @dataclass
@@ -146,10 +159,13 @@ class M2AENet(nn.Module):
         self.analyzer = MotionAnalyzer(
             config.mask_width, config.analyzer_width, config.analyzer_levels, config.motion_scale
         )
-        # Pointwise (a linear map on pixel rows): the stem runs at every pixel, since pruned
-        # blocks read block inputs anywhere along a trajectory, so it is kept to 3 x C MACs
-        # per pixel; block 0 mixes space. (A 1x1 conv takes a slow path on the CPU.)
-        self.stem = nn.Linear(3, channels)
+        # Pointwise (a linear map on pixel rows): the stem runs at every body position, since
+        # pruned blocks read block inputs anywhere along a trajectory, so it is kept to
+        # 3 s^2 x C MACs per position; block 0 mixes space. (A 1x1 conv takes a slow path on
+        # the CPU.)
+        self.body_scale = config.body_scale
+        cell = 3 * config.body_scale**2  # values of one s x s cell of RGB pixels
+        self.stem = nn.Linear(cell, channels)
         self.blocks = nn.ModuleList(
             PrunableBlock(
                 channels,
@@ -162,7 +178,7 @@ class M2AENet(nn.Module):
             )
             for index in range(config.num_blocks)
         )
-        self.head = nn.Linear(channels, 3)
+        self.head = nn.Linear(channels, cell)
         # Start close to "output = input": the body then learns a residual.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
@@ -245,28 +261,62 @@ class M2AENet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every pixel through the body: (image (B, 3, Hp, Wp), trajectory (B, K, 2, Hp, Wp))."""
         size = tuple(padded.shape[-2:])
-        trajectory = upsample_trajectory(self._trajectory_lowres(motion), size)
-        grid = trajectory_grid(trajectory)  # (B, Hp, Wp * K, 2)
+        scale = self.body_scale
+        body_size = (size[0] // scale, size[1] // scale)
+        lowres = self._trajectory_lowres(motion)
+        trajectory = upsample_trajectory(lowres, size)
+        if scale > 1:  # the body samples its own grid of cells: displacements in cells
+            grid = trajectory_grid(upsample_trajectory(lowres / scale, body_size))
+        else:
+            grid = trajectory_grid(trajectory)  # (B, Hp, Wp * K, 2)
         context = F.interpolate(
             context.contiguous(memory_format=torch.channels_last),
-            size=size,
+            size=body_size,
             mode="bilinear",
             align_corners=False,
-        ).permute(0, 2, 3, 1)  # (B, Hp, Wp, Cctx) pixel rows
-        rows = self._stem_rows(padded)  # (B, Hp, Wp, C) pixel rows
-        mask_rows = mask.permute(0, 2, 3, 1)
+        ).permute(0, 2, 3, 1)  # (B, h, w, Cctx) rows of body positions
+        rows = self._stem_rows(padded)  # (B, h, w, C)
+        mask_rows = self._body_mask(mask).permute(0, 2, 3, 1)
         for block in self.blocks:
             rows = block(rows, mask_rows, grid, context)
         batch, height, width, channels = rows.shape
         residual = linear_rows(rows.reshape(-1, channels), self.head)
-        residual = residual.view(batch, height, width, 3).permute(0, 3, 1, 2)  # (B, 3, Hp, Wp)
+        residual = residual.view(batch, height, width, -1).permute(0, 3, 1, 2)  # (B, 3s^2, h, w)
+        if scale > 1:
+            residual = F.pixel_shuffle(residual, scale)  # (B, 3, Hp, Wp)
         return padded + mask * residual, trajectory
 
+    def _body_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 1, Hp, Wp) pixel mask -> (B, 1, Hp/s, Wp/s): a cell is kept if any pixel is."""
+        return mask if self.body_scale == 1 else F.max_pool2d(mask, self.body_scale)
+
     def _stem_rows(self, padded: torch.Tensor) -> torch.Tensor:
-        """Stem features as pixel rows: (B, 3, H, W) channels-last -> (B, H, W, C)."""
-        batch, _, height, width = padded.shape
-        rows = linear_rows(padded.permute(0, 2, 3, 1).reshape(-1, 3), self.stem)
+        """Stem features as rows of body positions: (B, 3, Hp, Wp) -> (B, Hp/s, Wp/s, C)."""
+        cells = padded if self.body_scale == 1 else F.pixel_unshuffle(padded, self.body_scale)
+        batch, values, height, width = cells.shape
+        rows = linear_rows(cells.permute(0, 2, 3, 1).reshape(-1, values), self.stem)
         return rows.view(batch, height, width, -1)
+
+    def _add_residual(
+        self, image: torch.Tensor, hard: torch.Tensor, kept: KeptPixels, residual: torch.Tensor
+    ) -> None:
+        """Add the residual (n, 3 s^2) of kept body positions to `image` (B, 3, H, W) in place,
+        at the pixels of the padded hard mask `hard` only (as `x + M * R` does densely)."""
+        scale = self.body_scale
+        pixels = image.permute(0, 2, 3, 1)  # (B, H, W, 3) view
+        if scale == 1:
+            pixels.index_put_((kept.batch, kept.y, kept.x), residual, accumulate=True)
+            return
+        count = residual.shape[0]
+        # pixel_shuffle's order: value c * s^2 + i * s + j goes to pixel (s y + i, s x + j).
+        values = residual.view(count, 3, scale, scale).permute(0, 2, 3, 1)  # (n, s, s, 3)
+        offsets = torch.arange(scale, device=residual.device)
+        ys = (kept.y[:, None] * scale + offsets).view(count, scale, 1).expand(-1, -1, scale)
+        xs = (kept.x[:, None] * scale + offsets).view(count, 1, scale).expand(-1, scale, -1)
+        batch = kept.batch.view(count, 1, 1).expand(-1, scale, scale)
+        inside = hard[batch, 0, ys, xs] > 0  # (n, s, s); padding pixels are never masked
+        index = (batch[inside], ys[inside], xs[inside])
+        pixels.index_put_(index, values[inside], accumulate=True)
 
     def _unchanged(
         self, x: torch.Tensor, mask: torch.Tensor, prob: torch.Tensor, height: int, width: int
@@ -291,26 +341,28 @@ class M2AENet(nn.Module):
             # still gives x exactly, through `x + M * F(x)`.
             kept = None
         else:
-            kept = find_kept_pixels(hard)
+            body_hard = self._body_mask(hard)
+            kept = find_kept_pixels(body_hard)
             if kept.count == 0:
                 self.last_executor = "none"
                 return self._unchanged(x, hard, prob, height, width)
         motion, context = self.analyzer(features, torch.sigmoid(logits))
         executor = self.executor
         if executor == "auto":
-            tiled_area, tiled_kept = tile_statistics(hard, self.tile_size, self.tile_min_fill)
-            executor = choose_executor(kept.count / hard.numel(), tiled_area, tiled_kept)
+            tiled_area, tiled_kept = tile_statistics(body_hard, self.tile_size, self.tile_min_fill)
+            executor = choose_executor(kept.count / body_hard.numel(), tiled_area, tiled_kept)
         self.last_executor = executor
         if executor == "dense":
             image, trajectory = self._dense_body(padded, hard, motion, context)
             image = image[..., :height, :width].contiguous()
             trajectory = trajectory[..., :height, :width]
         else:
-            lowres_trajectory = self._trajectory_lowres(motion)
+            lowres_trajectory = self._trajectory_lowres(motion)  # in pixels
+            scale = self.body_scale
             plan = make_plan(
-                hard,
+                body_hard,
                 kept,
-                lowres_trajectory,
+                lowres_trajectory / scale if scale > 1 else lowres_trajectory,  # in cells
                 context,
                 executor,
                 self.tile_size,
@@ -318,14 +370,11 @@ class M2AENet(nn.Module):
                 self.chunk_pixels,
             )
             features = self._stem_rows(padded).view(-1, self.config.channels)  # (B*Hp*Wp, C)
-            kept, rows = run_pruned_blocks(
-                list(self.blocks), features, (batch, padded_h, padded_w), plan
-            )
-            residual = linear_rows(rows, self.head).to(x.dtype)  # (n, 3); autocast may lower it
+            body_shape = (batch, padded_h // scale, padded_w // scale)
+            kept, rows = run_pruned_blocks(list(self.blocks), features, body_shape, plan)
+            residual = linear_rows(rows, self.head).to(x.dtype)  # (n, 3s^2); autocast may lower
             image = x.clone()
-            image.permute(0, 2, 3, 1).index_put_(
-                (kept.batch, kept.y, kept.x), residual, accumulate=True
-            )
+            self._add_residual(image, hard, kept, residual)
             # Restoring the image did not need the full-size trajectory: it is built only
             # if the caller reads it (see ModelOutput).
             trajectory = functools.partial(

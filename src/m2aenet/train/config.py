@@ -55,15 +55,22 @@ class DataSource:
     or the side of generated images; `null` means full images (validation folders).
     `blur_reference_side` (synth only): draw blur lengths as for frames of this side, so small
     crops carry the blur of full-size photos; `null` scales blur with `crop_size`.
+    `blur_length` (synth only): [shortest, longest] blur path in px of the generated images.
+    `source: blur_crops` (training): `crops_per_frame` crops of `crop_size` from every frame of
+    the synthetic set in `root` (written by `m2aenet synth`), a share `centred_fraction` of
+    them centred on blurred pixels (`data.blur_crops.BlurCentredCrops`).
     """
 
-    source: Literal["synth", "folder"] = "synth"
+    source: Literal["synth", "folder", "blur_crops"] = "synth"
     root: str | None = None
     layout: str | dict[str, Any] = "generic"
     crop_size: int | None = 128
     mode: Literal["local", "global", "mixed"] = "mixed"
     global_fraction: float = 0.2
     blur_reference_side: int | None = None
+    blur_length: list[float] | None = None
+    crops_per_frame: int = 4
+    centred_fraction: float = 0.9
     length: int = 10000
     seed: int = 0
     max_items: int | None = None
@@ -138,6 +145,8 @@ class TrainConfig:
     """Everything `m2aenet train` needs; `steps` counts optimizer steps.
 
     `threads`: CPU threads for torch ops in each process (None: torch's default).
+    `time_limit_minutes`: stop (validating and checkpointing as at the last step) once this
+    process has trained this long, so a run fits a session; `--resume` continues it.
     """
 
     model: ModelSection = field(default_factory=ModelSection)
@@ -156,6 +165,7 @@ class TrainConfig:
     threads: int | None = None
     amp: AmpMode = "auto"
     teacher_forcing_steps: int = 0
+    time_limit_minutes: float | None = None
     deterministic: bool = True
     out: str = "runs/m2aenet"
 
@@ -359,8 +369,23 @@ def validate(config: TrainConfig) -> TrainConfig:
     for role in ("train", "val"):
         source: DataSource = getattr(data, role)
         prefix = f"data.{role}"
-        if source.source == "folder":
-            _check(source.root is not None, f"{prefix}.root", "a folder source needs a root")
+        if source.source in ("folder", "blur_crops"):
+            _check(
+                source.root is not None, f"{prefix}.root", f"a {source.source} source needs a root"
+            )
+        if source.source == "blur_crops":
+            _check(role == "train", f"{prefix}.source", "blur_crops is a training source")
+            _check(source.crops_per_frame >= 1, f"{prefix}.crops_per_frame", "must be >= 1")
+            _check(
+                0 <= source.centred_fraction <= 1, f"{prefix}.centred_fraction", "must be in [0, 1]"
+            )
+        if source.blur_length is not None:
+            _check(
+                len(source.blur_length) == 2
+                and 1 <= source.blur_length[0] <= source.blur_length[1],
+                f"{prefix}.blur_length",
+                "must be [shortest, longest] px with 1 <= shortest <= longest",
+            )
         if source.crop_size is not None:
             _check(source.crop_size >= 8, f"{prefix}.crop_size", "must be >= 8 pixels")
         _check(source.length >= 1, f"{prefix}.length", "must be >= 1")

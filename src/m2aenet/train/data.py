@@ -54,6 +54,22 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
             source.root, source.layout, crop_size=source.crop_size, augment=role == "train"
         )
         dataset.validate()  # every file header now, not one bad file hours into the run
+    elif source.source == "blur_crops":
+        from m2aenet.data.blur_crops import BlurCentredCrops
+
+        if motion_points is not None:
+            raise ConfigError(
+                f"data.{role}: loss.trajectory_weight needs motion ground truth, which "
+                "`source: blur_crops` does not load; set loss.trajectory_weight: 0"
+            )
+        dataset = BlurCentredCrops(
+            source.root,
+            source.crop_size,
+            source.crops_per_frame,
+            source.centred_fraction,
+            source.layout,
+        )
+        dataset.frames.validate()
     else:
         from m2aenet.data.synth import MOTION_SAMPLES
         from m2aenet.data.synth_dataset import OnTheFlySynthDataset
@@ -66,6 +82,7 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
             length=source.length,
             global_fraction=source.global_fraction,
             blur_reference_side=source.blur_reference_side,
+            blur_length=tuple(source.blur_length) if source.blur_length else None,
             with_motion=motion_points is not None,
             motion_points=motion_points or MOTION_SAMPLES,
         )

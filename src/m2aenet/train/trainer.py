@@ -54,6 +54,7 @@ RESUMABLE_CHANGES = (
     "data.val.",
     "device",
     "threads",
+    "time_limit_minutes",
 )
 
 
@@ -503,6 +504,9 @@ class Trainer:
             disable=not (info.is_main and config.log.progress),
         )
         interval_start, interval_steps = time.perf_counter(), 0
+        deadline = None
+        if config.time_limit_minutes is not None:
+            deadline = time.monotonic() + 60.0 * config.time_limit_minutes
         sums: dict[str, torch.Tensor] = {}
         with bar:
             while step < config.steps:
@@ -563,7 +567,7 @@ class Trainer:
                         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
                     interval_start, interval_steps, sums = time.perf_counter(), 0, {}
 
-                last = step == config.steps
+                last = step == config.steps or self._out_of_time(info, deadline)
                 if config.validation.enabled and (step % config.validation.every == 0 or last):
                     if info.is_main:  # the other ranks wait at the barrier
                         self._validate(step, parts.averaged, val_dataset, info.device)
@@ -573,7 +577,16 @@ class Trainer:
                     if info.is_main:
                         self._save_checkpoint(step, parts, rng_states)
                     distributed.barrier(info)
+                if last:
+                    break
         return step
+
+    @staticmethod
+    def _out_of_time(info: distributed.DistInfo, deadline: float | None) -> bool:
+        """Whether the time limit has passed; every rank gets rank 0's answer."""
+        if deadline is None:
+            return False
+        return bool(distributed.broadcast_object(info, time.monotonic() >= deadline))
 
     def _validate(
         self, step: int, model: nn.Module, dataset: Dataset, device: torch.device
