@@ -1,8 +1,8 @@
 """A recipe probe: train for a fixed wall time, then score on fixed sets (docs/training.md).
 
-    python scripts/probe_recipe.py configs/probe.yaml --out runs/probe-a --minutes 12 \
-        --score data/val-local data/val-moderate  [KEY=VALUE overrides...]
-    python scripts/probe_recipe.py --weights runs/probe-a/final_ema.safetensors --out runs/probe-a \
+    python scripts/probe_recipe.py configs/probe.yaml [KEY=VALUE overrides...] --out runs/a \
+        --minutes 12 --score data/val-local --score data/val-moderate
+    python scripts/probe_recipe.py --weights runs/a/final_ema.safetensors --out runs/a \
         --score data/val-local                       # score existing weights only
 
 Two probes that differ in one knob, run for the same minutes on an otherwise idle machine (or
@@ -26,7 +26,9 @@ def main() -> int:
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--minutes", type=float, help="training wall time")
     parser.add_argument("--weights", type=Path, help="score these weights instead of training")
-    parser.add_argument("--score", nargs="+", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--score", action="append", type=Path, required=True, metavar="DIR", help="repeatable"
+    )
     parser.add_argument("--limit", type=int, help="first N images of each set")
     args = parser.parse_intermixed_args()
 

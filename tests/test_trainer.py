@@ -321,3 +321,26 @@ def test_init_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     config = tiny_config(model={"init_weights": "default"})
     with pytest.raises(CheckpointError, match="default.safetensors: weights do not fit"):
         run(config, tmp_path / "wrong")
+
+
+def test_time_limit_stops_with_a_checkpoint_that_resume_continues(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(steps=50, time_limit_minutes=0.0)
+    summary = run(config, out)
+    assert summary["step"] == 1  # out of time after the first step
+    assert state.read_last(out)[0] == 1
+    assert (out / "final_ema.safetensors").is_file()
+    assert [row["step"] for row in read_log(out / "log.jsonl") if row["kind"] == "val"] == [1]
+    resumed = replace(config, steps=3, time_limit_minutes=None)  # both may change on resume
+    summary = run(resumed, out, resume=True)
+    assert summary["step"] == 3
+
+
+def test_a_run_saved_before_a_config_key_existed_still_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(steps=2)
+    run(config, out)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["data"]["train"]["hard_negatives"]  # as written by an older version
+    (out / "config.json").write_text(json.dumps(saved))
+    assert run(replace(config, steps=3), out, resume=True)["step"] == 3

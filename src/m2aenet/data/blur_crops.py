@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from m2aenet.data import transforms
 from m2aenet.data.datasets import PairedImageDataset
+from m2aenet.data.hard_negatives import HardNegatives, apply_hard_negatives
 from m2aenet.errors import InputError
 from m2aenet.imageio import to_uint8
 
@@ -27,7 +28,8 @@ class BlurCentredCrops(Dataset):
 
     Item i is a `crop_size` crop of frame i // crops_per_frame: with probability
     `centred_fraction` centred (up to a quarter of the crop off) on a blurred pixel drawn
-    uniformly from the frame's mask, else anywhere; then random flips and 90-degree turns.
+    uniformly from the frame's mask, else anywhere; then, with `hard_negatives`, sharp-labelled
+    look-alikes of blur (`data.hard_negatives`) and random flips and 90-degree turns.
     Frames are decoded on first use and kept in memory as uint8 (about 1 MB per 512x512
     frame). Randomness comes from NumPy's global generator, which the training loader seeds
     per sample (`train.data.EpochSeededDataset`), so a resumed run cuts the same crops.
@@ -41,6 +43,7 @@ class BlurCentredCrops(Dataset):
         crops_per_frame: int = 4,
         centred_fraction: float = 0.9,
         layout: Any = "generic",
+        hard_negatives: HardNegatives | None = None,
     ) -> None:
         if crops_per_frame < 1:
             raise InputError(f"crops_per_frame must be >= 1, got {crops_per_frame}")
@@ -53,6 +56,7 @@ class BlurCentredCrops(Dataset):
         self.crop_size = int(crop_size)
         self.crops_per_frame = int(crops_per_frame)
         self.centred_fraction = float(centred_fraction)
+        self.hard_negatives = hard_negatives
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -98,11 +102,14 @@ class BlurCentredCrops(Dataset):
         top, left = self._window(rng, blurred, *mask.shape)
         size = self.crop_size
         window = (slice(top, top + size), slice(left, left + size))
+        blur, sharp, mask = blur[window], sharp[window], mask[window]
+        if self.hard_negatives is not None:
+            blur, sharp = apply_hard_negatives(blur, sharp, mask, rng, self.hard_negatives)
         images = [
-            torch.from_numpy(np.ascontiguousarray(blur[window])).permute(2, 0, 1),
-            torch.from_numpy(np.ascontiguousarray(sharp[window])).permute(2, 0, 1),
-            torch.from_numpy(np.ascontiguousarray(mask[window]))[None],
+            torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            for image in (blur, sharp)
         ]
+        images.append(torch.from_numpy(np.ascontiguousarray(mask))[None])
         images = transforms.paired_random_flip_rotate(images, rng)
         blur_t, sharp_t, mask_t = (image.contiguous() for image in images)
         return {

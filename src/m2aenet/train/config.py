@@ -58,7 +58,9 @@ class DataSource:
     `blur_length` (synth only): [shortest, longest] blur path in px of the generated images.
     `source: blur_crops` (training): `crops_per_frame` crops of `crop_size` from every frame of
     the synthetic set in `root` (written by `m2aenet synth`), a share `centred_fraction` of
-    them centred on blurred pixels (`data.blur_crops.BlurCentredCrops`).
+    them centred on blurred pixels (`data.blur_crops.BlurCentredCrops`); `hard_negatives`
+    adds sharp-labelled look-alikes of blur (defocus, dark, noise, JPEG, gray) for the mask
+    predictor (`data.hard_negatives`).
     """
 
     source: Literal["synth", "folder", "blur_crops"] = "synth"
@@ -71,6 +73,7 @@ class DataSource:
     blur_length: list[float] | None = None
     crops_per_frame: int = 4
     centred_fraction: float = 0.9
+    hard_negatives: bool = False
     length: int = 10000
     seed: int = 0
     max_items: int | None = None

@@ -56,6 +56,7 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
         dataset.validate()  # every file header now, not one bad file hours into the run
     elif source.source == "blur_crops":
         from m2aenet.data.blur_crops import BlurCentredCrops
+        from m2aenet.data.hard_negatives import HardNegatives
 
         if motion_points is not None:
             raise ConfigError(
@@ -68,6 +69,7 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
             source.crops_per_frame,
             source.centred_fraction,
             source.layout,
+            HardNegatives() if source.hard_negatives else None,
         )
         dataset.frames.validate()
     else:

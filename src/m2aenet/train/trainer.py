@@ -30,7 +30,7 @@ from m2aenet.checkpoint import load_weights_into, save_model
 from m2aenet.errors import CheckpointError, ConfigError, M2AENetError
 from m2aenet.registry import create_model, model_config
 from m2aenet.train import distributed, state
-from m2aenet.train.config import TrainConfig, to_dict
+from m2aenet.train.config import TrainConfig, from_dict, to_dict
 from m2aenet.train.data import build_dataset, train_loader
 from m2aenet.train.ema import ModelEma
 from m2aenet.train.plots import plot_curves, read_log
@@ -235,7 +235,10 @@ class Trainer:
         if self.resume and saved.is_file():
             try:
                 old = json.loads(saved.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as error:
+                # Through the dataclasses: keys added since the run started take their
+                # defaults, so a run made by an older version still resumes.
+                old = to_dict(from_dict(TrainConfig, old))
+            except (OSError, json.JSONDecodeError, ConfigError) as error:
                 raise CheckpointError(f"{saved}: unreadable run config ({error})") from error
             changed = [
                 key
