@@ -141,3 +141,22 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_weights(tmp_path: Pa
     assert train_rows(killed) == train_rows(full)
     record = json.loads((killed / "final_ema.json").read_text())
     assert record["step"] == steps and "--resume" in record["command"]
+
+
+@pytest.mark.parametrize("damaged", ["state.pt", "ema.safetensors", "last.json"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(
+    tmp_path: Path, damaged: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    config = tiny_config()  # 6 steps, checkpoints every 2, the newest 2 kept
+    run(config, out)
+    assert state.list_steps(out) == [4, 6]
+    target = out / "last.json" if damaged == "last.json" else state.step_dir(out, 6) / damaged
+    target.write_bytes(target.read_bytes()[:20])  # truncated, as a full disk leaves it
+    assert run(replace(config, steps=8), out, resume=True)["step"] == 8
+    message = capsys.readouterr().err
+    if damaged == "last.json":
+        assert "trying the checkpoint folders" in message  # step 6 itself is intact
+    else:
+        assert "resuming from step_00000004" in message and damaged in message
+    assert state.read_last(out)[0] == 8

@@ -224,7 +224,15 @@ class Trainer:
 
     def _check_out_dir(self) -> tuple[int, Path] | None:
         """The checkpoint to resume from, or None to start fresh; refuse to overwrite a run."""
-        found = state.read_last(self.out)
+        try:
+            found = state.read_last(self.out)
+        except CheckpointError as error:
+            steps = state.list_steps(self.out)
+            if not (self.resume and steps):
+                raise
+            # A damaged pointer: the folders themselves are tried newest first on loading.
+            print(f"m2aenet train: {error}; trying the checkpoint folders", file=sys.stderr)
+            found = (steps[-1], state.step_dir(self.out, steps[-1]))
         has_files = self.out.is_dir() and any(self.out.iterdir())
         if not self.resume and has_files:
             raise ConfigError(
@@ -332,6 +340,30 @@ class Trainer:
         state.write_last(self.out, step)  # the checkpoint exists from here on
         state.prune(self.out, self.config.checkpoint.keep, step)
 
+    def _load_newest_intact(
+        self, found: tuple[int, Path], parts: TrainingParts, info: distributed.DistInfo
+    ) -> int:
+        """Load the checkpoint `found` names or, if it is damaged, the newest older one that
+        loads whole (weights, EMA and state); say which, and point last.json at it."""
+        older = [step for step in state.list_steps(self.out) if step < found[0]]
+        candidates = [found[1], *(state.step_dir(self.out, step) for step in reversed(older))]
+        problems = []
+        for directory in candidates:
+            try:
+                step = self._load_checkpoint(directory, parts, info)
+            except (CheckpointError, KeyError, TypeError, ValueError) as error:
+                problems.append(f"{directory.name}: {error}")
+                continue
+            if directory != found[1]:
+                print(
+                    f"m2aenet train: {'; '.join(problems)}; resuming from {directory.name}",
+                    file=sys.stderr,
+                )
+                if info.is_main:
+                    state.write_last(self.out, step)
+            return step
+        raise CheckpointError(f"{self.out}: no intact checkpoint ({'; '.join(problems)})")
+
     def _load_checkpoint(
         self, directory: Path, parts: TrainingParts, info: distributed.DistInfo
     ) -> int:
@@ -430,7 +462,7 @@ class Trainer:
         step = 0
         seed_everything(config.seed + 1000003 * info.rank)  # per-rank stream for the model
         if self.resume and found is not None:
-            step = self._load_checkpoint(found[1], parts, info)
+            step = self._load_newest_intact(found, parts, info)
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.out / RUN_CONFIG, json.dumps(to_dict(config), indent=2) + "\n")
