@@ -259,3 +259,21 @@ def test_exif_orientation_is_applied_to_output_and_mask(
         assert output.size == (HEIGHT, WIDTH)  # upright: the stored width became the height
         assert output.getexif().get(0x0112, 1) == 1
     assert _read(tmp_path / "out" / "turned_mask.png").shape == (WIDTH, HEIGHT)
+
+
+def test_a_mask_left_by_an_interrupted_run_does_not_mark_the_image_done(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    # What a run stopped between writing the mask and the image leaves behind.
+    (out / "a_mask.png").write_bytes(b"partial")
+    assert _deblur(weights, inputs, "-o", out, "--save-mask") == 0
+    captured = capsys.readouterr()
+    assert "skipped" not in captured.err
+    assert "1 images done, 0 skipped" in captured.out
+    assert _read(out / "a.png").shape == (HEIGHT, WIDTH, 3)
+    assert _read(out / "a_mask.png").shape == (HEIGHT, WIDTH)  # the leftover was replaced

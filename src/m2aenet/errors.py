@@ -15,3 +15,8 @@ class InputError(M2AENetError):
 
 class CheckpointError(M2AENetError):
     """A weights file is missing, not safetensors, or does not fit the model."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised so that it unwinds like Ctrl-C (code that cleans up on an interrupt,
+    such as atomic writes, does the same for a terminate)."""

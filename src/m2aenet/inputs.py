@@ -48,6 +48,15 @@ class OutputJob:
         """Every path this job writes, the image last."""
         return tuple(path for path in (self.mask, self.overlay, self.image) if path is not None)
 
+    @property
+    def done(self) -> bool:
+        """True when the restored image exists.
+
+        The image is written last, so it marks a finished job: a mask or overlay without it
+        is what an interrupted run left behind, and the job runs again (replacing them).
+        """
+        return self.image.exists()
+
 
 def _is_image_path(path: Path) -> bool:
     from m2aenet.imageio import is_image_path

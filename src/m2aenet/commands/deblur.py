@@ -189,9 +189,8 @@ def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str,
         "input": str(job.source.path),
         "output": str(job.image),
     }
-    existing = [path for path in job.outputs if path.exists()]
-    if existing and not args.overwrite:
-        return {**record, "status": "skipped", "existing": str(existing[0])}
+    if job.done and not args.overwrite:
+        return {**record, "status": "skipped", "existing": str(job.image)}
     try:
         result = deblurrer.deblur_file(
             job.source.path, job.image, job.mask, job.overlay, args.jpeg_quality
