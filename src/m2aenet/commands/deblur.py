@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from m2aenet.commands.arguments import threshold, threshold_help
+
 PROG = "m2aenet deblur"
 
 
@@ -42,9 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=threshold,
         default=None,
-        help="blur-mask threshold in [0, 1]; higher processes fewer pixels (default: the model's)",
+        metavar="T",
+        help=threshold_help("blur-mask threshold"),
     )
     parser.add_argument(
         "--dense", action="store_true", help="process every pixel (no pruning), for comparison"
@@ -125,8 +128,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.jpeg_quality <= 100:
         raise ConfigError(f"--jpeg-quality {args.jpeg_quality}: must be in 1..100")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ConfigError(f"--threshold {args.threshold}: must be in [0, 1]")
     rank, world_size = rank_from_environment()
     json_path = _rank_json_path(args.json, rank, world_size) if args.json else None
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from m2aenet.commands.arguments import positive_int
+from m2aenet.commands.arguments import positive_int, threshold, threshold_help
 
 LAYOUTS = ("generic", "gopro")
 
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dense", action="store_true", help="run every pixel (no pruning)")
     parser.add_argument(
-        "--threshold", type=float, metavar="T", help="blur-mask threshold (default: the model's)"
+        "--threshold", type=threshold, metavar="T", help=threshold_help("blur-mask threshold")
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="first N images only")

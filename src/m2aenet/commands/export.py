@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from m2aenet.commands.arguments import positive_int
+from m2aenet.commands.arguments import positive_int, threshold, threshold_help
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,9 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--opset", type=positive_int, default=18, help="ONNX opset (default: 18)")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=threshold,
         default=None,
-        help="blur-mask threshold baked into the graph (default: the model's)",
+        metavar="T",
+        help=threshold_help("blur-mask threshold baked into the graph"),
     )
     parser.add_argument(
         "--check",
@@ -80,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: the file name must end in .onnx")
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"--out {args.out}: exists; pass --overwrite to replace it")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ConfigError(f"--threshold {args.threshold}: must be in [0, 1]")
     if args.no_check and args.check:
         raise ConfigError("--check and --no-check contradict each other")
 
