@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, InputWarning
 from m2aenet.tiling import run_tiled, validate_tiling
 
 if TYPE_CHECKING:
@@ -475,10 +476,18 @@ class Deblurrer:
         InputError naming `source` when it cannot be read. `result.image` holds the written
         pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha as the last channel).
         """
-        from m2aenet.imageio import load_image, save_image, write_png
+        from m2aenet.imageio import load_image, output_format, save_image, write_png
 
         _refuse_overwriting_source(source, [destination, mask_path, overlay_path])
         loaded = load_image(source)
+        if loaded.lossless and output_format(destination) == "JPEG":
+            warnings.warn(
+                f"{source}: holds lossless {loaded.format} data but {Path(destination).name} "
+                "is written as JPEG, so pixels outside the mask change too; rename the input "
+                f"to .{loaded.format.lower()} to keep them exact",
+                InputWarning,
+                stacklevel=2,
+            )
         original = _loaded_to_array(loaded)
         result = self.deblur_array(original)
         if mask_path is not None:

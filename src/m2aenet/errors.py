@@ -20,3 +20,8 @@ class CheckpointError(M2AENetError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised so that it unwinds like Ctrl-C (code that cleans up on an interrupt,
     such as atomic writes, does the same for a terminate)."""
+
+
+class InputWarning(UserWarning):
+    """A file can be processed but the result may not be what its user expects (the CLI prints
+    it as one `warning:` line and records it in the JSON summary)."""

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
             progress.write(message, file=sys.stderr)
         elif record["status"] == "failed":
             progress.write(f"{PROG}: error: {record['error']}", file=sys.stderr)
+        for note in record.get("warnings", []):
+            progress.write(f"{PROG}: warning: {note}", file=sys.stderr)
         records.append(record)
     progress.close()
 
@@ -183,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Process one OutputJob; returns its JSON record (status ok, skipped or failed)."""
-    from m2aenet.errors import M2AENetError
+    from m2aenet.errors import InputWarning, M2AENetError
 
     record: dict[str, Any] = {
         "name": str(job.source.relative),
@@ -193,9 +196,14 @@ def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str,
     if job.done and not args.overwrite:
         return {**record, "status": "skipped", "existing": str(job.image)}
     try:
-        result = deblurrer.deblur_file(
-            job.source.path, job.image, job.mask, job.overlay, args.jpeg_quality
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            result = deblurrer.deblur_file(
+                job.source.path, job.image, job.mask, job.overlay, args.jpeg_quality
+            )
+        notes = [str(item.message) for item in caught if issubclass(item.category, InputWarning)]
+        if notes:
+            record["warnings"] = notes
     except M2AENetError as error:  # messages name the file already
         return {**record, "status": "failed", "error": str(error)}
     except Exception as error:  # noqa: BLE001 - one broken file must not stop the batch
