@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,37 @@ def test_relative_input_paths_work_from_the_current_folder(
     with pytest.raises(InputError, match="output folder holds input images"):
         check_plan(plan_outputs(collect_inputs(["a.png"]), "."), ".")
     assert os.path.samefile(jobs[0].source.path, tree / "a.png")
+
+
+def test_recursive_search_survives_symlink_loops_and_follows_each_real_folder_once(
+    tree: Path, tmp_path: Path
+) -> None:
+    # Two loops (sub/up -> photos, sub/deeper/again -> sub) and one link to a real folder
+    # outside the tree, whose image must be found exactly once.
+    (tree / "sub" / "up").symlink_to(tree, target_is_directory=True)
+    (tree / "sub" / "deeper" / "again").symlink_to(tree / "sub", target_is_directory=True)
+    _touch(tmp_path / "elsewhere" / "e.png")
+    (tree / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    expected = ["a.png", "b.JPG", "linked/e.png", "sub/c.tif", "sub/deeper/d.webp"]
+    # In a child process: glob's own '**' never ends on such a tree, and a test must.
+    code = (
+        "import sys\n"
+        "from m2aenet.inputs import collect_inputs\n"
+        "for spec in sys.argv[1:]:\n"
+        "    found = collect_inputs([spec], recursive=True)\n"
+        "    print(' '.join(entry.relative.as_posix() for entry in found))\n"
+    )
+    specs = [str(tree), str(tree / "**" / "*.*")]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *specs], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [" ".join(expected)] * 2
+
+
+def test_a_recursive_glob_relative_to_the_working_folder(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tree)
+    assert _relatives(collect_inputs(["**/*.tif"], recursive=True)) == ["sub/c.tif"]
+    assert _relatives(collect_inputs(["**/*.png"], recursive=True)) == ["a.png"]

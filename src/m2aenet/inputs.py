@@ -10,9 +10,10 @@ Nothing here touches image pixels, so everything is cheap and testable without a
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +80,61 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file below `root`, in sorted order, following folder symlinks but entering each
+    real folder once.
+
+    `glob('**')` follows symlinks without memory, so two links that point back up the tree
+    make it enumerate paths without end; here a folder reached again (same device and inode)
+    is not entered a second time, whichever way it was reached.
+    """
+    entered: set[tuple[int, int]] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        try:
+            stat = os.stat(folder)
+        except OSError:
+            subfolders[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in entered:
+            subfolders[:] = []
+            continue
+        entered.add((stat.st_dev, stat.st_ino))
+        subfolders.sort()
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
+def _matches(pattern: Sequence[str], parts: Sequence[str]) -> bool:
+    """Glob matching of path `parts` against `pattern` parts, `**` being any number of folders.
+
+    As in `glob`, wildcards do not match names starting with a dot unless the pattern does.
+    """
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        for skipped in range(len(parts) + 1):
+            if _matches(rest, parts[skipped:]):
+                return True
+            if skipped < len(parts) and parts[skipped].startswith("."):
+                return False
+        return False
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _matches(rest, parts[1:])
+
+
+def _recursive_glob(pattern: str) -> list[Path]:
+    """Files matching a `**` pattern, each real folder searched once (see `walk_files`)."""
+    base = _glob_base(pattern)
+    wanted = Path(pattern).parts[len(base.parts) if str(base) != "." else 0 :]
+    if not base.is_dir():
+        return []
+    return [path for path in walk_files(base) if _matches(wanted, path.relative_to(base).parts)]
+
+
 def _folder_images(folder: Path, recursive: bool) -> list[InputFile]:
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    candidates = walk_files(folder) if recursive else folder.iterdir()
     found = []
     for path in candidates:
         if path.is_file() and _is_image_path(path):
@@ -93,8 +147,9 @@ def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) 
 
     - A file named explicitly is always taken (if it is not an image, reading it fails later
       with a message naming it, like any other bad file).
-    - A folder contributes the images directly inside it (`recursive=True`: at any depth);
-      hidden files and files without an image extension (`imageio.is_image_path`) are left out.
+    - A folder contributes the images directly inside it (`recursive=True`: at any depth,
+      following folder symlinks but each real folder once, `walk_files`); hidden files and
+      files without an image extension (`imageio.is_image_path`) are left out.
     - A pattern with `*`, `?` or `[` is expanded here, so quoted patterns work on every shell;
       `**` matches sub-folders when `recursive=True`. Only image files are taken.
 
@@ -111,10 +166,14 @@ def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) 
             entries = _folder_images(path, recursive)
         elif _has_glob_characters(text):
             base = _glob_base(text)
+            if recursive and "**" in text:
+                matches = _recursive_glob(text)
+            else:
+                matches = [Path(match) for match in glob.glob(text)]
             entries = [
-                InputFile(Path(match), Path(match).relative_to(base))
-                for match in glob.glob(text, recursive=recursive)
-                if Path(match).is_file() and _is_image_path(Path(match))
+                InputFile(match, match.relative_to(base))
+                for match in matches
+                if match.is_file() and _is_image_path(match)
             ]
             if not entries:
                 raise InputError(f"{text}: pattern matches no image file")
