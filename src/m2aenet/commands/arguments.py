@@ -72,3 +72,12 @@ def threshold_help(what: str) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         default = "the weights' own"
     return f"{what}, in (0, 1); higher restores fewer pixels, faster (default: {default})"
+
+
+def device_name(text: str) -> str:
+    """`auto`, `cpu`, `cuda`, `cuda:N` or `mps` (availability is checked when it is used)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    return text

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from m2aenet.commands.arguments import threshold, threshold_help
+from m2aenet.commands.arguments import device_name, threshold, threshold_help
 
 PROG = "m2aenet deblur"
 
@@ -78,7 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write NAME_mask.png and NAME_overlay.png (the detected blur)",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default: auto)",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
     )

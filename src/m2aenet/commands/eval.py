@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from m2aenet.commands.arguments import positive_int, threshold, threshold_help
+from m2aenet.commands.arguments import device_name, positive_int, threshold, threshold_help
 
 LAYOUTS = ("generic", "gopro")
 
@@ -42,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threshold", type=threshold, metavar="T", help=threshold_help("blur-mask threshold")
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps"
+    )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
