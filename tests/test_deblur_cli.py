@@ -309,3 +309,17 @@ def test_png_data_named_jpg_is_written_with_a_warning(
     records = {record["name"]: record for record in json.loads(summary.read_text())["images"]}
     assert "holds lossless PNG data" in records["fake.jpg"]["warnings"][0]
     assert "warnings" not in records["real.jpg"]
+
+
+def test_json_dash_writes_the_summary_to_standard_output_only(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    assert _deblur(weights, inputs, "-o", tmp_path / "out", "--json", "-") == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)  # nothing else on stdout
+    assert [record["name"] for record in document["images"]] == ["a.png"]
+    assert "1 images done" in captured.err
+    assert not (tmp_path / "out" / "-").exists() and not Path("-").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, OutputError
 from m2aenet.inputs import (
     InputFile,
     check_plan,
@@ -138,8 +138,18 @@ def test_an_image_output_clashing_with_a_mask_output_is_refused(tmp_path: Path) 
 
 def test_output_path_that_is_a_file_is_refused(tree: Path) -> None:
     jobs = plan_outputs(collect_inputs([tree]), tree / "notes.txt")
-    with pytest.raises(InputError, match="is not a folder"):
+    with pytest.raises(OutputError, match="is not a folder"):
         check_plan(jobs, tree / "notes.txt")
+    with pytest.raises(OutputError, match="notes.txt is a file, not a folder"):
+        check_plan(jobs, tree / "notes.txt" / "out")
+
+
+def test_an_output_folder_named_like_an_image_is_refused(tree: Path, tmp_path: Path) -> None:
+    jobs = plan_outputs(collect_inputs([tree / "a.png"]), tmp_path / "result.jpg")
+    with pytest.raises(InputError, match="-o takes an output folder, not a file name"):
+        check_plan(jobs, tmp_path / "result.jpg")
+    (tmp_path / "result.jpg").mkdir()  # an existing folder of that name is a folder after all
+    check_plan(jobs, tmp_path / "result.jpg")
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 5])

@@ -13,6 +13,10 @@ class InputError(M2AENetError):
     """An input file or folder cannot be used; the message names the file."""
 
 
+class OutputError(M2AENetError):
+    """An output file or folder cannot be written; the message names it (and the option)."""
+
+
 class CheckpointError(M2AENetError):
     """A weights file is missing, not safetensors, or does not fit the model."""
 

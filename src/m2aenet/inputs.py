@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from m2aenet.atomic import check_output_folder
 from m2aenet.errors import InputError
 
 _GLOB_CHARACTERS = frozenset("*?[")
@@ -216,7 +217,8 @@ def check_plan(
 ) -> None:
     """Refuse a plan that could damage an input or write two results to one file.
 
-    Raises InputError, before any work is done, when
+    Raises InputError (OutputError for an unwritable `out_dir`), before any work, when
+    - `out_dir` is a file, lies below a file, or is named like an image (`-o result.jpg`);
     - `out_dir` is a folder that holds inputs or was given as an input folder (results
       written there would mix with, and could replace, the originals, and a second run
       would take them for inputs);
@@ -224,8 +226,12 @@ def check_plan(
       summary) is one of the inputs;
     - two planned outputs are the same file.
     """
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise InputError(f"-o {out_dir}: exists and is not a folder")
+    check_output_folder(out_dir, "-o")
+    if not Path(out_dir).is_dir() and _is_image_path(Path(out_dir)):
+        raise InputError(
+            f"-o {out_dir}: -o takes an output folder, not a file name (results keep their "
+            "input's name inside it); give a folder such as -o restored/"
+        )
     out_resolved = Path(out_dir).resolve()
     inputs = {job.source.path.resolve(): job.source.path for job in jobs}
     folders = {Path(folder).resolve() for folder in input_folders}

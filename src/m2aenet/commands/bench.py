@@ -166,10 +166,16 @@ def _speed_size(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
-    from m2aenet.atomic import write_text_atomic
+    from m2aenet.atomic import STDOUT, check_output_file, write_text_or_stdout
     from m2aenet.bench.pruning import BenchSettings, format_table, run_pruning_benchmark
     from m2aenet.device import resolve_device
+
+    if args.json:
+        check_output_file(args.json, "--json")
+    to_stdout = args.json == STDOUT
+    text_out = sys.stderr if to_stdout else sys.stdout
 
     settings = BenchSettings(
         sizes=args.size,
@@ -183,17 +189,23 @@ def run(args: argparse.Namespace) -> int:
         device=str(resolve_device(args.device)),
         memory=not args.no_memory,
     )
-    rows = run_pruning_benchmark(settings, progress=lambda text: print(text, flush=True))
-    print(format_table(rows))
+    rows = run_pruning_benchmark(
+        settings, progress=lambda text: print(text, file=text_out, flush=True)
+    )
+    print(format_table(rows), file=text_out)
     if args.json:
-        write_text_atomic(args.json, json.dumps(rows, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_text_or_stdout(args.json, json.dumps(rows, indent=2) + "\n")
+        if not to_stdout:
+            print(f"wrote {args.json}")
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from m2aenet.atomic import check_output_folder
     from m2aenet.bench.report import ReportSettings, write_report
     from m2aenet.bench.report import run_report as measure
+
+    check_output_folder(args.out, "--out")
 
     settings = ReportSettings(
         out=args.out,

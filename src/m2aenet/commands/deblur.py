@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from m2aenet.atomic import STDOUT
 from m2aenet.commands.arguments import device_name, threshold, threshold_help
 
 PROG = "m2aenet deblur"
@@ -88,7 +89,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
     )
     parser.add_argument(
-        "--json", type=Path, default=None, metavar="FILE", help="write a per-image JSON summary"
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write a per-image JSON summary (-: to standard output)",
     )
     parser.add_argument(
         "--jpeg-quality",
@@ -102,7 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _rank_json_path(path: Path, rank: int, world_size: int) -> Path:
-    if world_size == 1:
+    if world_size == 1 or str(path) == STDOUT:
         return path
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
@@ -122,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from m2aenet.api import Deblurrer
-    from m2aenet.atomic import write_text_atomic
+    from m2aenet.atomic import check_output_file, write_text_or_stdout
     from m2aenet.errors import ConfigError
     from m2aenet.inputs import (
         check_plan,
@@ -136,13 +141,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jpeg-quality {args.jpeg_quality}: must be in 1..100")
     rank, world_size = rank_from_environment()
     json_path = _rank_json_path(args.json, rank, world_size) if args.json else None
+    to_stdout = json_path is not None and str(json_path) == STDOUT
+    if json_path is not None:
+        check_output_file(json_path, "--json")
 
     # Everything that could harm an input is checked on the whole batch, by every process,
     # before the model is even loaded.
     inputs = collect_inputs(args.inputs, recursive=args.recursive)
     jobs = plan_outputs(inputs, args.output, save_mask=args.save_mask)
     input_folders = [spec for spec in args.inputs if Path(spec).is_dir()]
-    check_plan(jobs, args.output, [json_path] if json_path else [], input_folders)
+    json_files = [json_path] if json_path is not None and not to_stdout else []
+    check_plan(jobs, args.output, json_files, input_folders)
     mine = shard(jobs, rank, world_size)
 
     deblurrer = Deblurrer.from_pretrained(
@@ -173,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     total_s = time.perf_counter() - start
     summary = _summary(records, total_s)
     prefix = f"[rank {rank}/{world_size}] " if world_size > 1 else ""
-    print(prefix + _summary_line(summary))
+    # With `--json -` standard output carries the JSON document only.
+    print(prefix + _summary_line(summary), file=sys.stderr if to_stdout else sys.stdout)
     if json_path is not None:
         document = {
             "weights": str(args.weights),
@@ -185,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             "summary": summary,
             "images": records,
         }
-        write_text_atomic(json_path, json.dumps(document, indent=2) + "\n")
+        write_text_or_stdout(json_path, json.dumps(document, indent=2) + "\n")
     return 1 if summary["failed"] else 0
 
 

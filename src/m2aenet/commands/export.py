@@ -66,19 +66,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "if onnxruntime reproduces torch",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write a summary")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write a summary (-: stdout)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export, check, print a summary; 0 on success."""
-    from m2aenet.atomic import write_text_atomic
+    from m2aenet.atomic import STDOUT, check_output_file, write_text_or_stdout
     from m2aenet.errors import ConfigError
     from m2aenet.export import export_checked, load_deploy_model
 
     if args.out.suffix != ".onnx":
         raise ConfigError(f"--out {args.out}: the file name must end in .onnx")
+    check_output_file(args.out, "--out")
+    if args.json:
+        check_output_file(args.json, "--json")
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"--out {args.out}: exists; pass --overwrite to replace it")
     if args.no_check and args.check:
@@ -99,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = {**result.as_dict(), "check": report or "skipped (--no-check)"}
     text = json.dumps(summary, indent=2)
-    print(text)
+    if args.json is None or str(args.json) != STDOUT:
+        print(text)
     if args.json:
-        write_text_atomic(args.json, text + "\n")
+        write_text_or_stdout(args.json, text + "\n")
     return 0
