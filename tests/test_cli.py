@@ -115,3 +115,12 @@ def test_sigterm_removes_the_temp_file_of_an_atomic_write(tmp_path) -> None:
     assert child.returncode == 128 + signal.SIGTERM
     assert err.strip() == "m2aenet deblur: terminated"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"m2aenet {version('m2aenet')}"

@@ -323,3 +323,20 @@ def test_json_dash_writes_the_summary_to_standard_output_only(
     assert [record["name"] for record in document["images"]] == ["a.png"]
     assert "1 images done" in captured.err
     assert not (tmp_path / "out" / "-").exists() and not Path("-").exists()
+
+
+def test_compare_writes_one_picture_per_image(weights: tuple[Path, float], tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    Image.fromarray(_picture(2)).save(inputs / "b.jpg", quality=95)
+    out = tmp_path / "out"
+    assert _deblur(weights, inputs, "-o", out, "--compare") == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "a.png",
+        "a_compare.png",
+        "b.jpg",
+        "b_compare.png",
+    ]
+    picture = _read(out / "a_compare.png")
+    assert picture.shape[0] > HEIGHT and picture.shape[1] > 3 * WIDTH  # five panels, titled

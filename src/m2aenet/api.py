@@ -468,17 +468,20 @@ class Deblurrer:
         mask_path: str | os.PathLike | None = None,
         overlay_path: str | os.PathLike | None = None,
         jpeg_quality: int = 95,
+        compare_path: str | os.PathLike | None = None,
     ) -> Result:
         """Deblur one image file into `destination`, keeping format, bit depth, gray and alpha.
 
-        Optionally writes the mask (8-bit PNG, 255 = restored) and an overlay picture of the
-        mask over the input. Every file is written atomically, the image last. Raises
-        InputError naming `source` when it cannot be read. `result.image` holds the written
-        pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha as the last channel).
+        Optionally writes the mask (8-bit PNG, 255 = restored), an overlay picture of the
+        mask over the input and a comparison picture (input | restored | mask | zoom on the
+        most-changed region, `visualize.restoration_comparison`). Every file is written
+        atomically, the image last (it marks the job done). Raises InputError naming `source`
+        when it cannot be read or an output path is `source` itself. `result.image` holds the
+        written pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha last).
         """
         from m2aenet.imageio import load_image, output_format, save_image, write_png
 
-        _refuse_overwriting_source(source, [destination, mask_path, overlay_path])
+        _refuse_overwriting_source(source, [destination, mask_path, overlay_path, compare_path])
         loaded = load_image(source)
         if loaded.lossless and output_format(destination) == "JPEG":
             warnings.warn(
@@ -496,6 +499,13 @@ class Deblurrer:
             from m2aenet.visualize import mask_overlay
 
             write_png(overlay_path, mask_overlay(_to_model_rgb(original), result.mask))
+        if compare_path is not None:
+            from m2aenet.visualize import restoration_comparison
+
+            picture = restoration_comparison(
+                _to_model_rgb(original), _to_model_rgb(result.image), result.mask
+            )
+            write_png(compare_path, picture)
         # The composed integers go to the writer as they are (alpha comes from `loaded`), so
         # pixels outside the mask are written with the values that were read.
         color, _ = _split_channels(result.image)

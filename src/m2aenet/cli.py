@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from m2aenet import __version__
 from m2aenet.errors import M2AENetError, Terminated
 
 COMMANDS = ("synth", "train", "eval", "deblur", "bench", "export")
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="m2aenet",
         description="Local motion deblurring with motion-aware adaptive pixel pruning.",
     )
+    parser.add_argument("--version", action="version", version=f"m2aenet {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:

@@ -38,17 +38,20 @@ class InputFile:
 
 @dataclass(frozen=True)
 class OutputJob:
-    """One input and the files written for it (`mask` and `overlay` only with `--save-mask`)."""
+    """One input and the files written for it (`mask` and `overlay` only with `--save-mask`,
+    `compare` only with `--compare`)."""
 
     source: InputFile
     image: Path
     mask: Path | None = None
     overlay: Path | None = None
+    compare: Path | None = None
 
     @property
     def outputs(self) -> tuple[Path, ...]:
         """Every path this job writes, the image last."""
-        return tuple(path for path in (self.mask, self.overlay, self.image) if path is not None)
+        paths = (self.mask, self.overlay, self.compare, self.image)
+        return tuple(path for path in paths if path is not None)
 
     @property
     def done(self) -> bool:
@@ -190,22 +193,27 @@ def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) 
 
 
 def plan_outputs(
-    inputs: Sequence[InputFile], out_dir: str | os.PathLike, save_mask: bool = False
+    inputs: Sequence[InputFile],
+    out_dir: str | os.PathLike,
+    save_mask: bool = False,
+    compare: bool = False,
 ) -> list[OutputJob]:
     """Map each input to its output paths under `out_dir` (same relative path and name).
 
-    With `save_mask`, `NAME_mask.png` and `NAME_overlay.png` go beside the output image.
-    Call `check_plan` on the result before writing anything.
+    With `save_mask`, `NAME_mask.png` and `NAME_overlay.png` go beside the output image; with
+    `compare`, `NAME_compare.png`. Call `check_plan` on the result before writing anything.
     """
     out_dir = Path(out_dir)
     jobs = []
     for entry in inputs:
         image = out_dir / entry.relative
-        mask = overlay = None
+        mask = overlay = picture = None
         if save_mask:
             mask = image.with_name(f"{image.stem}_mask.png")
             overlay = image.with_name(f"{image.stem}_overlay.png")
-        jobs.append(OutputJob(entry, image, mask, overlay))
+        if compare:
+            picture = image.with_name(f"{image.stem}_compare.png")
+        jobs.append(OutputJob(entry, image, mask, overlay, picture))
     return jobs
 
 

@@ -80,6 +80,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write NAME_mask.png and NAME_overlay.png (the detected blur)",
     )
     parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also write NAME_compare.png: input | restored | mask, and both zoomed on the "
+        "region the restoration changed most",
+    )
+    parser.add_argument(
         "--device",
         type=device_name,
         default="auto",
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything that could harm an input is checked on the whole batch, by every process,
     # before the model is even loaded.
     inputs = collect_inputs(args.inputs, recursive=args.recursive)
-    jobs = plan_outputs(inputs, args.output, save_mask=args.save_mask)
+    jobs = plan_outputs(inputs, args.output, save_mask=args.save_mask, compare=args.compare)
     input_folders = [spec for spec in args.inputs if Path(spec).is_dir()]
     json_files = [json_path] if json_path is not None and not to_stdout else []
     check_plan(jobs, args.output, json_files, input_folders)
@@ -214,7 +220,12 @@ def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", InputWarning)
             result = deblurrer.deblur_file(
-                job.source.path, job.image, job.mask, job.overlay, args.jpeg_quality
+                job.source.path,
+                job.image,
+                job.mask,
+                job.overlay,
+                args.jpeg_quality,
+                compare_path=job.compare,
             )
         notes = [str(item.message) for item in caught if issubclass(item.category, InputWarning)]
         if notes:
@@ -236,6 +247,8 @@ def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str,
     )
     if job.mask is not None:
         record.update(mask=str(job.mask), overlay=str(job.overlay))
+    if job.compare is not None:
+        record["compare"] = str(job.compare)
     return record
 
 
