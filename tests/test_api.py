@@ -351,3 +351,7 @@ def test_a_tensor_batch_comes_back_as_a_tensor(
     assert np.array_equal(result.mask[0].numpy(), first.mask)
     single = deblurrer(batch[1])
     assert single.image.shape == batch[1].shape and single.mask.shape == (HEIGHT, WIDTH)
+    with pytest.raises(InputError, match="empty tensor batch"):
+        deblurrer(batch[:0])
+    with pytest.raises(InputError, match=r"unsupported tensor shape \(2, 5, 48, 64\)"):
+        deblurrer(torch.zeros(2, 5, HEIGHT, WIDTH))

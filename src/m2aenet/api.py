@@ -386,7 +386,7 @@ class Deblurrer:
         return Result(compose(array, restored, mask), mask, stats)
 
     def deblur_tensor(self, batch: torch.Tensor) -> Result:
-        """Deblur a torch tensor (B, C, H, W) or (C, H, W), C = 1, 3 or 4 (alpha last).
+        """Deblur a torch tensor (B, C, H, W) or (C, H, W): C = 1 gray, 3 RGB, 2 or 4 with alpha.
 
         Float tensors are taken as [0, 1] (any float dtype), uint8 as 0..255. The result has
         the input's shape, dtype and device; `result.mask` is a bool tensor (B, H, W) (or
@@ -394,23 +394,22 @@ class Deblurrer:
         the batch, averages `fraction`, and gives `batch`, the number of images. Each image is
         composed like `deblur_array`, so pixels outside the mask are the input's exactly.
         """
-        if batch.ndim not in (3, 4):
+        if batch.ndim not in (3, 4) or batch.shape[-3] not in (1, 2, 3, 4):
             raise InputError(
-                f"unsupported tensor shape {tuple(batch.shape)}: expected (B, C, H, W) or (C, H, W)"
+                f"unsupported tensor shape {tuple(batch.shape)}: expected (B, C, H, W) or "
+                "(C, H, W) with C = 1, 2, 3 or 4"
             )
         images = batch[None] if batch.ndim == 3 else batch
+        if images.shape[0] == 0:
+            raise InputError(f"empty tensor batch of shape {tuple(batch.shape)}: nothing to deblur")
         host = images.detach().cpu()
         if host.is_floating_point():
             host = host.float()  # numpy has no bfloat16; float32 holds every float16/bf16 value
+        # One image at a time through the array path: the same checks, tiling and exact
+        # composition outside the mask as every other input type.
         results = [self.deblur_array(image.permute(1, 2, 0).numpy()) for image in host]
-        restored = torch.stack(
-            [
-                torch.from_numpy(np.asarray(result.image)).reshape(
-                    image.shape[1:] + image.shape[:1]
-                )
-                for result, image in zip(results, host, strict=True)
-            ]
-        ).permute(0, 3, 1, 2)
+        restored = torch.stack([torch.from_numpy(result.image) for result in results])
+        restored = restored.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
         masks = torch.from_numpy(np.stack([result.mask for result in results]))
         restored = restored.to(device=batch.device, dtype=batch.dtype)
         masks = masks.to(batch.device)
