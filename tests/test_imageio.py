@@ -12,7 +12,7 @@ import tifffile
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from m2aenet import imageio
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, OutputError
 from m2aenet.imageio import (
     SUPPORTED_EXTENSIONS,
     is_image_path,
@@ -450,7 +450,8 @@ def test_atomic_save_leaves_no_temporary_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    # The OSError comes back as one user-facing error naming the file.
+    with pytest.raises(OutputError, match=r"out.png: cannot write \(disk full\)"):
         save_image(out, _rgb8(seed=5))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
     assert out.read_bytes() == before
