@@ -13,10 +13,11 @@ demo: setup
 
 setup: $(VENV)/.installed photos
 
-$(VENV)/.installed: pyproject.toml
+# pyproject.toml states lower bounds; constraints.txt pins the versions we test with.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 # Sharp photos for the data engine (Debian packages); optional for deblurring.

@@ -12,7 +12,7 @@ from PIL import Image
 
 from m2aenet.api import LUMA_WEIGHTS, Deblurrer, Result, compose
 from m2aenet.checkpoint import save_model
-from m2aenet.errors import CheckpointError, InputError
+from m2aenet.errors import CheckpointError, ConfigError, InputError
 from m2aenet.registry import create_model
 
 HEIGHT, WIDTH = 48, 64
@@ -185,7 +185,7 @@ def test_a_path_gives_a_pil_image(deblurrer: Deblurrer, rgb: np.ndarray, tmp_pat
 
 
 def test_unsupported_inputs_are_refused_clearly(deblurrer: Deblurrer, tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="PIL image, a numpy array or a path, not list"):
+    with pytest.raises(TypeError, match="a torch tensor or a path, not list"):
         deblurrer([[0, 1]])
     with pytest.raises(InputError, match="unsupported pixel dtype int64"):
         deblurrer(np.zeros((8, 8, 3), dtype=np.int64))
@@ -292,3 +292,66 @@ def test_weights_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
     save_file(state, str(weights))
     with pytest.raises(CheckpointError, match="w.safetensors: weights do not fit"):
         Deblurrer.from_pretrained(weights, device="cpu")
+
+
+def test_non_finite_float_values_are_refused_with_their_count(
+    deblurrer: Deblurrer, rgb: np.ndarray
+) -> None:
+    image = rgb.copy()
+    image[5:15, 5:15] = np.nan  # 10x10 pixels x 3 channels
+    image[0, 0, 0] = np.inf
+    with pytest.raises(InputError, match=r"float image has 301 non-finite values"):
+        deblurrer(image)
+
+
+def test_empty_arrays_are_refused(deblurrer: Deblurrer) -> None:
+    for shape in [(0, 64, 3), (48, 0), (0, 0, 4)]:
+        with pytest.raises(InputError, match="empty image array"):
+            deblurrer(np.zeros(shape, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.1, 1.5, float("nan"), float("inf"), "0.5", True])
+def test_thresholds_outside_the_open_unit_interval_are_refused(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"threshold .*must be"):
+        Deblurrer(random_model(), device="cpu", threshold=value)
+    with pytest.raises(ConfigError, match=r"threshold .*must be"):
+        Deblurrer.from_pretrained("no-such-weights", threshold=value)  # before loading
+
+
+def test_deblur_file_refuses_to_write_over_its_source(
+    deblurrer: Deblurrer, rgb: np.ndarray, tmp_path: Path
+) -> None:
+    source = tmp_path / "a.png"
+    Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(source)
+    before = source.read_bytes()
+    with pytest.raises(InputError, match="would overwrite the input"):
+        deblurrer.deblur_file(source, source)
+    with pytest.raises(InputError, match="would overwrite the input"):
+        deblurrer.deblur_file(source, tmp_path / "b.png", mask_path=tmp_path / "." / "a.png")
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.uint8])
+def test_a_tensor_batch_comes_back_as_a_tensor(
+    deblurrer: Deblurrer, rgb: np.ndarray, dtype: torch.dtype
+) -> None:
+    pictures = np.stack([rgb, picture(5)])  # (2, H, W, 3)
+    batch = torch.from_numpy(pictures).permute(0, 3, 1, 2)
+    batch = (batch * 255).round().to(dtype) if dtype == torch.uint8 else batch.to(dtype)
+    result = deblurrer(batch)
+    assert isinstance(result.image, torch.Tensor)
+    assert result.image.shape == batch.shape and result.image.dtype == dtype
+    assert result.mask.shape == (2, HEIGHT, WIDTH) and result.mask.dtype == torch.bool
+    assert result.stats["batch"] == 2 and 0.0 < result.stats["fraction"] < 1.0
+    outside = ~result.mask[:, None].expand_as(batch)
+    assert torch.equal(result.image[outside], batch[outside])
+    assert not torch.equal(result.image, batch)
+    # Each image of the batch gets what the array API gives it.
+    first = deblurrer(batch[0].permute(1, 2, 0).numpy())
+    assert np.array_equal(result.mask[0].numpy(), first.mask)
+    single = deblurrer(batch[1])
+    assert single.image.shape == batch[1].shape and single.mask.shape == (HEIGHT, WIDTH)
+    with pytest.raises(InputError, match="empty tensor batch"):
+        deblurrer(batch[:0])
+    with pytest.raises(InputError, match=r"unsupported tensor shape \(2, 5, 48, 64\)"):
+        deblurrer(torch.zeros(2, 5, HEIGHT, WIDTH))

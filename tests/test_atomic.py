@@ -40,3 +40,42 @@ def test_temp_keeps_suffix_and_output_gets_umask_permissions(tmp_path: Path) -> 
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "sub" / "x.png").stat().st_mode)
     assert mode == 0o644
+
+
+def test_a_full_disk_is_one_error_naming_the_file_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from m2aenet import atomic
+    from m2aenet.errors import OutputError
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", full)
+    target = tmp_path / "summary.json"
+    with pytest.raises(
+        OutputError, match=r"summary.json: cannot write \(No space left on device\)"
+    ):
+        atomic.write_text_atomic(target, "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
+    from m2aenet.atomic import check_output_file, check_output_folder
+    from m2aenet.errors import OutputError
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    check_output_file("-", "--json")  # standard output
+    check_output_file(tmp_path / "new" / "deep" / "a.json", "--json")
+    check_output_folder(tmp_path / "folder", "-o")
+    with pytest.raises(OutputError, match="--json .*folder: is a folder"):
+        check_output_file(tmp_path / "folder", "--json")
+    with pytest.raises(OutputError, match=r"--json .*: .*file is a file, not a folder"):
+        check_output_file(tmp_path / "file" / "sub" / "a.json", "--json")
+    with pytest.raises(OutputError, match="-o .*file: exists and is not a folder"):
+        check_output_folder(tmp_path / "file", "-o")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        check_output_folder(tmp_path / "file" / "out", "-o")

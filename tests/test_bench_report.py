@@ -257,3 +257,28 @@ def test_memory_probe_measures_a_forward_pass_in_a_subprocess(tmp_path: Path) ->
     assert probe_peak_mb(request) > 1.0  # 256x256 feature maps of 32 channels: several MB
     with pytest.raises(RuntimeError, match="memory probe failed"):
         probe_peak_mb({**request, "weights": str(tmp_path / "missing.safetensors")})
+
+
+def test_bench_modules_import_each_other_without_a_circle() -> None:
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "src" / "m2aenet" / "bench"
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        graph[path.stem] = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)  # imports inside functions count too
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("m2aenet.bench.")
+        }
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    circles = sorted(module for module in graph if reaches(module, module, set()))
+    assert circles == [], f"import circle through {circles}"

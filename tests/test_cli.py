@@ -85,3 +85,42 @@ def test_user_tunables_are_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "execve", lambda *a: called.append(a))
     cli._reexec_with_fast_malloc()
     assert called == []
+
+
+def test_sigterm_removes_the_temp_file_of_an_atomic_write(tmp_path) -> None:
+    import signal
+
+    target = tmp_path / "result.png"
+    code = (
+        "import argparse, sys, time\n"
+        "from m2aenet import cli\n"
+        "from m2aenet.atomic import atomic_path\n"
+        "def slow(args):\n"
+        "    with atomic_path(sys.argv[1]) as tmp:\n"
+        "        tmp.write_text('half')\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(60)\n"
+        "sys.exit(cli.run_command(argparse.Namespace(command='deblur', func=slow)))\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "writing"
+    assert len(list(tmp_path.iterdir())) == 1  # the temp file exists while writing
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 128 + signal.SIGTERM
+    assert err.strip() == "m2aenet deblur: terminated"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"m2aenet {version('m2aenet')}"

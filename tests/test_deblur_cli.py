@@ -259,3 +259,84 @@ def test_exif_orientation_is_applied_to_output_and_mask(
         assert output.size == (HEIGHT, WIDTH)  # upright: the stored width became the height
         assert output.getexif().get(0x0112, 1) == 1
     assert _read(tmp_path / "out" / "turned_mask.png").shape == (WIDTH, HEIGHT)
+
+
+def test_a_mask_left_by_an_interrupted_run_does_not_mark_the_image_done(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    # What a run stopped between writing the mask and the image leaves behind.
+    (out / "a_mask.png").write_bytes(b"partial")
+    assert _deblur(weights, inputs, "-o", out, "--save-mask") == 0
+    captured = capsys.readouterr()
+    assert "skipped" not in captured.err
+    assert "1 images done, 0 skipped" in captured.out
+    assert _read(out / "a.png").shape == (HEIGHT, WIDTH, 3)
+    assert _read(out / "a_mask.png").shape == (HEIGHT, WIDTH)  # the leftover was replaced
+
+
+def test_lossless_webp_comes_back_lossless_and_exact_outside_the_mask(
+    weights: tuple[Path, float], tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    original = _picture(3)
+    Image.fromarray(original).save(inputs / "a.webp", lossless=True)
+    out = tmp_path / "out"
+    assert _deblur(weights, inputs, "-o", out, "--save-mask") == 0
+    assert (out / "a.webp").read_bytes()[12:16] == b"VP8L"
+    mask = _read(out / "a_mask.png") > 127
+    assert 0 < mask.sum() < mask.size
+    assert np.array_equal(_read(out / "a.webp")[~mask], original[~mask])
+
+
+def test_png_data_named_jpg_is_written_with_a_warning(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_picture(4)).save(inputs / "fake.jpg", format="PNG")
+    Image.fromarray(_picture(5)).save(inputs / "real.jpg", quality=95)
+    summary = tmp_path / "run.json"
+    assert _deblur(weights, inputs, "-o", tmp_path / "out", "--json", summary) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if ": warning: " in line]
+    assert len(warnings) == 1
+    assert "fake.jpg: holds lossless PNG data" in warnings[0] and "as JPEG" in warnings[0]
+    records = {record["name"]: record for record in json.loads(summary.read_text())["images"]}
+    assert "holds lossless PNG data" in records["fake.jpg"]["warnings"][0]
+    assert "warnings" not in records["real.jpg"]
+
+
+def test_json_dash_writes_the_summary_to_standard_output_only(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    assert _deblur(weights, inputs, "-o", tmp_path / "out", "--json", "-") == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)  # nothing else on stdout
+    assert [record["name"] for record in document["images"]] == ["a.png"]
+    assert "1 images done" in captured.err
+    assert not (tmp_path / "out" / "-").exists() and not Path("-").exists()
+
+
+def test_compare_writes_one_picture_per_image(weights: tuple[Path, float], tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    Image.fromarray(_picture(2)).save(inputs / "b.jpg", quality=95)
+    out = tmp_path / "out"
+    assert _deblur(weights, inputs, "-o", out, "--compare") == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "a.png",
+        "a_compare.png",
+        "b.jpg",
+        "b_compare.png",
+    ]
+    picture = _read(out / "a_compare.png")
+    assert picture.shape[0] > HEIGHT and picture.shape[1] > 3 * WIDTH  # five panels, titled

@@ -198,3 +198,23 @@ def test_cli_refuses_bad_arguments_before_loading(
     assert "must end in .onnx" in capsys.readouterr().err
     assert cli.main(["export", "--weights", str(missing), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_a_failing_exporter_prints_one_line_not_its_ir(
+    onnx_packages: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The TorchScript exporter fails on m2aenet-s and used to print its IR (120 KB) from C++."""
+    from m2aenet import cli
+
+    model = create_model("m2aenet-s", channels=8, num_blocks=1, mask_width=8, analyzer_width=8)
+    weights = save_model(tmp_path / "w", _randomized(model))
+    argv = ["export", "--weights", str(weights), "--out", str(tmp_path / "m.onnx"),
+            "--height", "16", "--width", "16", "--exporter", "torchscript"]  # fmt: skip
+    code = cli.main(argv)
+    captured = capfd.readouterr()
+    if code == 0:
+        pytest.skip("this torch exports m2aenet-s with TorchScript: nothing fails to test")
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("m2aenet export: error: torchscript export")
+    assert len(lines[0]) < 1000 and captured.out == ""

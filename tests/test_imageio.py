@@ -12,7 +12,7 @@ import tifffile
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from m2aenet import imageio
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, OutputError
 from m2aenet.imageio import (
     SUPPORTED_EXTENSIONS,
     is_image_path,
@@ -450,7 +450,8 @@ def test_atomic_save_leaves_no_temporary_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    # The OSError comes back as one user-facing error naming the file.
+    with pytest.raises(OutputError, match=r"out.png: cannot write \(disk full\)"):
         save_image(out, _rgb8(seed=5))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
     assert out.read_bytes() == before
@@ -499,3 +500,39 @@ def test_png_compress_level_changes_size_not_pixels(tmp_path) -> None:
     assert fast.stat().st_size > small.stat().st_size
     assert np.array_equal(to_uint8(read_rgb(fast)), smooth)
     assert np.array_equal(to_uint8(read_rgb(small)), smooth)
+
+
+def _webp_codec(path: Path) -> bytes:
+    """The fourcc of the image chunk of a simple WebP file: b"VP8L" or b"VP8 "."""
+    return path.read_bytes()[12:16]
+
+
+def test_lossless_webp_is_detected_and_written_lossless(tmp_path: Path) -> None:
+    pixels = _rgb8()
+    lossless, lossy = tmp_path / "lossless.webp", tmp_path / "lossy.webp"
+    Image.fromarray(pixels).save(lossless, lossless=True)
+    Image.fromarray(pixels).save(lossy, quality=80)
+    assert (_webp_codec(lossless), _webp_codec(lossy)) == (b"VP8L", b"VP8 ")
+    assert imageio.webp_is_lossless(lossless) and not imageio.webp_is_lossless(lossy)
+
+    loaded = load_image(lossless)
+    assert loaded.lossless
+    out = tmp_path / "out.webp"
+    save_image(out, loaded.rgb, like=loaded)  # no webp_lossless: the input decides
+    assert _webp_codec(out) == b"VP8L"
+    np.testing.assert_array_equal(_stored(out), pixels)
+
+    loaded = load_image(lossy)
+    assert not loaded.lossless
+    save_image(out, loaded.rgb, like=loaded)
+    assert _webp_codec(out) == b"VP8 "
+
+
+def test_extended_webp_with_alpha_is_read_through_its_chunks(tmp_path: Path) -> None:
+    rgba = np.dstack([_rgb8(), np.full(_rgb8().shape[:2], 128, np.uint8)])
+    path = tmp_path / "alpha.webp"
+    Image.fromarray(rgba).save(path, lossless=True, exif=Image.Exif().tobytes())
+    assert path.read_bytes()[12:16] == b"VP8X"
+    assert imageio.webp_is_lossless(path)
+    Image.fromarray(rgba).save(path, quality=80)
+    assert not imageio.webp_is_lossless(path)

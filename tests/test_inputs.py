@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, OutputError
 from m2aenet.inputs import (
     InputFile,
     check_plan,
@@ -136,8 +138,18 @@ def test_an_image_output_clashing_with_a_mask_output_is_refused(tmp_path: Path) 
 
 def test_output_path_that_is_a_file_is_refused(tree: Path) -> None:
     jobs = plan_outputs(collect_inputs([tree]), tree / "notes.txt")
-    with pytest.raises(InputError, match="is not a folder"):
+    with pytest.raises(OutputError, match="is not a folder"):
         check_plan(jobs, tree / "notes.txt")
+    with pytest.raises(OutputError, match="notes.txt is a file, not a folder"):
+        check_plan(jobs, tree / "notes.txt" / "out")
+
+
+def test_an_output_folder_named_like_an_image_is_refused(tree: Path, tmp_path: Path) -> None:
+    jobs = plan_outputs(collect_inputs([tree / "a.png"]), tmp_path / "result.jpg")
+    with pytest.raises(InputError, match="-o takes an output folder, not a file name"):
+        check_plan(jobs, tmp_path / "result.jpg")
+    (tmp_path / "result.jpg").mkdir()  # an existing folder of that name is a folder after all
+    check_plan(jobs, tmp_path / "result.jpg")
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 5])
@@ -169,3 +181,37 @@ def test_relative_input_paths_work_from_the_current_folder(
     with pytest.raises(InputError, match="output folder holds input images"):
         check_plan(plan_outputs(collect_inputs(["a.png"]), "."), ".")
     assert os.path.samefile(jobs[0].source.path, tree / "a.png")
+
+
+def test_recursive_search_survives_symlink_loops_and_follows_each_real_folder_once(
+    tree: Path, tmp_path: Path
+) -> None:
+    # Two loops (sub/up -> photos, sub/deeper/again -> sub) and one link to a real folder
+    # outside the tree, whose image must be found exactly once.
+    (tree / "sub" / "up").symlink_to(tree, target_is_directory=True)
+    (tree / "sub" / "deeper" / "again").symlink_to(tree / "sub", target_is_directory=True)
+    _touch(tmp_path / "elsewhere" / "e.png")
+    (tree / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    expected = ["a.png", "b.JPG", "linked/e.png", "sub/c.tif", "sub/deeper/d.webp"]
+    # In a child process: glob's own '**' never ends on such a tree, and a test must.
+    code = (
+        "import sys\n"
+        "from m2aenet.inputs import collect_inputs\n"
+        "for spec in sys.argv[1:]:\n"
+        "    found = collect_inputs([spec], recursive=True)\n"
+        "    print(' '.join(entry.relative.as_posix() for entry in found))\n"
+    )
+    specs = [str(tree), str(tree / "**" / "*.*")]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *specs], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [" ".join(expected)] * 2
+
+
+def test_a_recursive_glob_relative_to_the_working_folder(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tree)
+    assert _relatives(collect_inputs(["**/*.tif"], recursive=True)) == ["sub/c.tif"]
+    assert _relatives(collect_inputs(["**/*.png"], recursive=True)) == ["a.png"]

@@ -132,6 +132,8 @@ def test_border_is_left_out_of_the_mean() -> None:
     assert cropped < full_mean
     with pytest.raises(ValueError, match="border"):
         metrics.ssim(pred[:10, :10], target[:10, :10])
+    with pytest.raises(ValueError, match="at least 11x11"):
+        metrics.ssim_map(pred[:10, :32], target[:10, :32])
 
 
 def test_weighted_ssim_only_sees_mask_pixels() -> None:

@@ -122,3 +122,32 @@ def test_coloured_title_segments_and_mask_comparison() -> None:
         assert (np.abs(strip.astype(int) - color).sum(axis=1) < 30).any(), f"no {color} text"
     assert "".join(t for t, _ in vis.mask_comparison(rgb, None, None)[0]) == "no mask"
     assert "".join(t for t, _ in vis.mask_comparison(rgb, None, pred)[0]) == "predicted mask"
+
+
+def test_most_changed_window_finds_the_changed_square() -> None:
+    from m2aenet.visualize import most_changed_window
+
+    change = np.zeros((40, 60))
+    change[22:30, 41:49] = 1.0  # an 8x8 changed patch
+    change[0, 0] = 5.0  # one strong pixel weighs less than the patch
+    assert most_changed_window(change, 8) == (22, 41)
+    assert most_changed_window(np.zeros((40, 60)), 8) == (0, 0)
+    assert most_changed_window(change, 100) == (0, 0)  # clipped to the whole image
+
+
+def test_restoration_comparison_shows_five_panels_with_the_zoom() -> None:
+    from m2aenet.visualize import restoration_comparison
+
+    rng = np.random.default_rng(0)
+    before = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    after = before.copy()
+    after[60:90, 90:120] = 255  # the restoration changed this corner
+    mask = np.zeros((96, 128), dtype=bool)
+    mask[60:90, 90:120] = True
+    picture = restoration_comparison(before, after, mask)
+    assert picture.dtype == np.uint8 and picture.ndim == 3
+    # Three full panels of 128 px, two zooms of 32 px x3 = 96 px, and 6 gaps of 6 px.
+    assert picture.shape[1] == 3 * 128 + 2 * 96 + 6 * 6
+    # The zoomed restored panel (last) is mostly the white patch.
+    zoom = picture[-6 - 96 : -6, -6 - 96 : -6]
+    assert (zoom == 255).all(axis=2).mean() > 0.5

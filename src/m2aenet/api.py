@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, InputWarning
 from m2aenet.tiling import run_tiled, validate_tiling
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ def _value_scale(dtype: np.dtype) -> float | None:
 
 def _split_channels(array: np.ndarray) -> tuple[np.ndarray, bool]:
     """(colour channels (H, W, 3) or (H, W), is_gray) of an (H, W) / (H, W, 1|2|3|4) array."""
+    if array.ndim in (2, 3) and 0 in array.shape[:2]:
+        raise InputError(f"empty image array of shape {array.shape}: nothing to deblur")
     if array.ndim == 2:
         return array, True
     if array.ndim == 3 and array.shape[2] in (1, 2):
@@ -107,6 +110,15 @@ def _to_model_rgb(array: np.ndarray) -> np.ndarray:
     rgb = color.astype(np.float32)
     if scale is not None:
         rgb /= scale
+    else:
+        # The network mixes neighbouring pixels, so one NaN would spread over the restored
+        # region (a 10x10 NaN patch came back as ~10,000 NaN values): refuse instead.
+        non_finite = int(rgb.size - np.count_nonzero(np.isfinite(rgb)))
+        if non_finite:
+            raise InputError(
+                f"float image has {non_finite} non-finite values (NaN or infinity) of "
+                f"{rgb.size}; replace them (e.g. numpy.nan_to_num) before deblurring"
+            )
     if is_gray:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     return np.clip(rgb, 0.0, 1.0)
@@ -222,11 +234,14 @@ class Deblurrer:
         count_flops: bool = True,
     ) -> None:
         from m2aenet.device import resolve_device
+        from m2aenet.limits import check_threshold
 
+        if threshold is not None:
+            threshold = check_threshold(threshold)
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval()
         if threshold is not None:
-            self.model.mask_threshold = float(threshold)
+            self.model.mask_threshold = threshold
         if hasattr(self.model, "executor"):
             self.model.executor = executor
         if tile:
@@ -251,7 +266,10 @@ class Deblurrer:
         """
         from m2aenet.checkpoint import load_model
         from m2aenet.device import resolve_device
+        from m2aenet.limits import check_threshold
 
+        if options.get("threshold") is not None:  # a bad value must not wait for the model
+            check_threshold(options["threshold"])
         device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         model = load_model(weights, device=device)
         if hasattr(model, "reparameterize"):
@@ -367,13 +385,58 @@ class Deblurrer:
         restored, mask, stats = self.restore(_to_model_rgb(array))
         return Result(compose(array, restored, mask), mask, stats)
 
-    def __call__(self, image: Image.Image | np.ndarray | str | os.PathLike) -> Result:
+    def deblur_tensor(self, batch: torch.Tensor) -> Result:
+        """Deblur a torch tensor (B, C, H, W) or (C, H, W): C = 1 gray, 3 RGB, 2 or 4 with alpha.
+
+        Float tensors are taken as [0, 1] (any float dtype), uint8 as 0..255. The result has
+        the input's shape, dtype and device; `result.mask` is a bool tensor (B, H, W) (or
+        (H, W) for a 3-D input) on that device; `result.stats` sums ms, GFLOPs and tiles over
+        the batch, averages `fraction`, and gives `batch`, the number of images. Each image is
+        composed like `deblur_array`, so pixels outside the mask are the input's exactly.
+        """
+        if batch.ndim not in (3, 4) or batch.shape[-3] not in (1, 2, 3, 4):
+            raise InputError(
+                f"unsupported tensor shape {tuple(batch.shape)}: expected (B, C, H, W) or "
+                "(C, H, W) with C = 1, 2, 3 or 4"
+            )
+        images = batch[None] if batch.ndim == 3 else batch
+        if images.shape[0] == 0:
+            raise InputError(f"empty tensor batch of shape {tuple(batch.shape)}: nothing to deblur")
+        host = images.detach().cpu()
+        if host.is_floating_point():
+            host = host.float()  # numpy has no bfloat16; float32 holds every float16/bf16 value
+        # One image at a time through the array path: the same checks, tiling and exact
+        # composition outside the mask as every other input type.
+        results = [self.deblur_array(image.permute(1, 2, 0).numpy()) for image in host]
+        restored = torch.stack([torch.from_numpy(result.image) for result in results])
+        restored = restored.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        masks = torch.from_numpy(np.stack([result.mask for result in results]))
+        restored = restored.to(device=batch.device, dtype=batch.dtype)
+        masks = masks.to(batch.device)
+        stats: dict[str, Any] = {
+            "batch": len(results),
+            "height": images.shape[-2],
+            "width": images.shape[-1],
+            "fraction": float(np.mean([result.stats["fraction"] for result in results])),
+        }
+        for key in ("ms", "dense_gflops", "pruned_gflops", "tiles"):
+            values = [result.stats[key] for result in results]
+            stats[key] = None if None in values else sum(values)
+        if batch.ndim == 3:
+            return Result(restored[0], masks[0], stats)
+        return Result(restored.contiguous(), masks, stats)
+
+    def __call__(
+        self, image: Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
+    ) -> Result:
         """Deblur a PIL image, a numpy array or an image file.
 
         - PIL image -> PIL image of the same mode (L, LA, RGB, RGBA, I;16, I, F). Palette and
           other modes are converted to RGB / RGBA / L first and come back in that mode.
         - numpy array -> array of the same shape; uint8 and uint16 keep their dtype, float
           arrays (taken as [0, 1]) give float32.
+        - torch tensor (B, C, H, W) or (C, H, W) -> tensor of the same shape, dtype and device
+          (see `deblur_tensor`).
         - path -> PIL image read with `m2aenet.imageio.load_image` (EXIF orientation applied);
           16-bit colour files come back as 8-bit RGB(A) (use `deblur_file` to keep 16 bits).
         """
@@ -384,6 +447,8 @@ class Deblurrer:
             return result
         if isinstance(image, np.ndarray):
             return self.deblur_array(image)
+        if isinstance(image, torch.Tensor):
+            return self.deblur_tensor(image)
         if isinstance(image, str | os.PathLike):
             from m2aenet.imageio import load_image
 
@@ -391,7 +456,8 @@ class Deblurrer:
             result.image = _array_to_pil_8bit(result.image)
             return result
         raise TypeError(
-            f"Deblurrer takes a PIL image, a numpy array or a path, not {type(image).__name__}"
+            "Deblurrer takes a PIL image, a numpy array, a torch tensor or a path, "
+            f"not {type(image).__name__}"
         )
 
     def deblur_file(
@@ -401,17 +467,29 @@ class Deblurrer:
         mask_path: str | os.PathLike | None = None,
         overlay_path: str | os.PathLike | None = None,
         jpeg_quality: int = 95,
+        compare_path: str | os.PathLike | None = None,
     ) -> Result:
         """Deblur one image file into `destination`, keeping format, bit depth, gray and alpha.
 
-        Optionally writes the mask (8-bit PNG, 255 = restored) and an overlay picture of the
-        mask over the input. Every file is written atomically, the image last. Raises
-        InputError naming `source` when it cannot be read. `result.image` holds the written
-        pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha as the last channel).
+        Optionally writes the mask (8-bit PNG, 255 = restored), an overlay picture of the
+        mask over the input and a comparison picture (input | restored | mask | zoom on the
+        most-changed region, `visualize.restoration_comparison`). Every file is written
+        atomically, the image last (it marks the job done). Raises InputError naming `source`
+        when it cannot be read or an output path is `source` itself. `result.image` holds the
+        written pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha last).
         """
-        from m2aenet.imageio import load_image, save_image, write_png
+        from m2aenet.imageio import load_image, output_format, save_image, write_png
 
+        _refuse_overwriting_source(source, [destination, mask_path, overlay_path, compare_path])
         loaded = load_image(source)
+        if loaded.lossless and output_format(destination) == "JPEG":
+            warnings.warn(
+                f"{source}: holds lossless {loaded.format} data but {Path(destination).name} "
+                "is written as JPEG, so pixels outside the mask change too; rename the input "
+                f"to .{loaded.format.lower()} to keep them exact",
+                InputWarning,
+                stacklevel=2,
+            )
         original = _loaded_to_array(loaded)
         result = self.deblur_array(original)
         if mask_path is not None:
@@ -420,8 +498,27 @@ class Deblurrer:
             from m2aenet.visualize import mask_overlay
 
             write_png(overlay_path, mask_overlay(_to_model_rgb(original), result.mask))
+        if compare_path is not None:
+            from m2aenet.visualize import restoration_comparison
+
+            picture = restoration_comparison(
+                _to_model_rgb(original), _to_model_rgb(result.image), result.mask
+            )
+            write_png(compare_path, picture)
         # The composed integers go to the writer as they are (alpha comes from `loaded`), so
         # pixels outside the mask are written with the values that were read.
         color, _ = _split_channels(result.image)
         save_image(Path(destination), color, like=loaded, jpeg_quality=jpeg_quality)
         return result
+
+
+def _refuse_overwriting_source(
+    source: str | os.PathLike, outputs: list[str | os.PathLike | None]
+) -> None:
+    """InputError when an output path is the source file itself (inputs are never replaced)."""
+    source_path = Path(source).resolve()
+    for output in outputs:
+        if output is not None and Path(output).resolve() == source_path:
+            raise InputError(
+                f"{output}: output would overwrite the input {source}; choose another path"
+            )

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from m2aenet.atomic import atomic_path, write_text_atomic
-from m2aenet.errors import CheckpointError
+from m2aenet.errors import CheckpointError, ConfigError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 _META_KEY = "m2aenet"
@@ -76,11 +76,13 @@ def read_record(weights_path: Path) -> dict[str, Any]:
 
     sidecar = weights_path.with_suffix(".json")
     if sidecar.is_file():
+        source = sidecar
         try:
             record = json.loads(sidecar.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CheckpointError(f"{sidecar}: not valid JSON ({error})") from error
     else:
+        source = weights_path
         try:
             with safe_open(str(weights_path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
@@ -90,9 +92,22 @@ def read_record(weights_path: Path) -> dict[str, Any]:
             raise CheckpointError(
                 f"{weights_path}: no {sidecar.name} beside it and no model record"
             )
-        record = json.loads(metadata[_META_KEY])
-    if "model" not in record:
-        raise CheckpointError(f"{weights_path}: model record lacks the 'model' key")
+        try:
+            record = json.loads(metadata[_META_KEY])
+        except json.JSONDecodeError as error:
+            raise CheckpointError(
+                f"{weights_path}: model record in the metadata is not valid JSON ({error})"
+            ) from error
+    if not isinstance(record, dict) or "model" not in record:
+        raise CheckpointError(f"{source}: model record lacks the 'model' key")
+    if not isinstance(record["model"], str):
+        raise CheckpointError(f"{source}: 'model' must be a model name, got {record['model']!r}")
+    if not isinstance(record.get("model_config", {}), dict):
+        raise CheckpointError(
+            f"{source}: 'model_config' must be a mapping of config keys, "
+            f"got {type(record['model_config']).__name__}"
+        )
+    record["source"] = str(source)
     return record
 
 
@@ -132,5 +147,8 @@ def load_model(
 
     weights_path = resolve_weights(name_or_path)
     record = read_record(weights_path)
-    model = create_model(record["model"], **record.get("model_config", {}))
+    try:  # types and sizes are checked before anything is allocated
+        model = create_model(record["model"], **record.get("model_config", {}))
+    except ConfigError as error:
+        raise CheckpointError(f"{record['source']}: {error}") from error
     return load_weights_into(model, weights_path, record["model"]).to(device).eval()

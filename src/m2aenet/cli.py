@@ -7,12 +7,17 @@ sets `func`) and imports its heavy dependencies inside its run function, so `--h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import platform
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
-from m2aenet.errors import M2AENetError
+from m2aenet import __version__
+from m2aenet.errors import M2AENetError, Terminated
 
 COMMANDS = ("synth", "train", "eval", "deblur", "bench", "export")
 
@@ -28,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="m2aenet",
         description="Local motion deblurring with motion-aware adaptive pixel pruning.",
     )
+    parser.add_argument("--version", action="version", version=f"m2aenet {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -40,16 +46,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` so it unwinds like Ctrl-C: temp files are removed.
+
+    Python's default for SIGTERM ends the process at once, without running `finally` blocks,
+    so an atomic write killed by `kill` or a job scheduler would leave its temp file behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return int(args.func(args) or 0)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: user errors become one line and exit 2, signals 130 / 143."""
+    try:
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except M2AENetError as error:
         print(f"m2aenet {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"m2aenet {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"m2aenet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser().parse_args(argv))
 
 
 def _reexec_with_fast_malloc() -> None:

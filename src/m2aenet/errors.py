@@ -13,5 +13,19 @@ class InputError(M2AENetError):
     """An input file or folder cannot be used; the message names the file."""
 
 
+class OutputError(M2AENetError):
+    """An output file or folder cannot be written; the message names it (and the option)."""
+
+
 class CheckpointError(M2AENetError):
     """A weights file is missing, not safetensors, or does not fit the model."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised so that it unwinds like Ctrl-C (code that cleans up on an interrupt,
+    such as atomic writes, does the same for a terminate)."""
+
+
+class InputWarning(UserWarning):
+    """A file can be processed but the result may not be what its user expects (the CLI prints
+    it as one `warning:` line and records it in the JSON summary)."""

@@ -19,6 +19,8 @@ import contextlib
 import importlib.util
 import io
 import logging
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -226,13 +228,39 @@ def _quiet_exporter() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        # torch.export also prints whole traced graphs to stderr when it gives up.
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        # torch.export also prints whole traced graphs to stderr when it gives up, and the
+        # TorchScript exporter prints its IR (120 KB for m2aenet-s) from C++, past sys.stdout.
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stderr(io.StringIO()),
+            _native_output_discarded(),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_output_discarded() -> Iterator[None]:
+    """Send file descriptors 1 and 2 (what C++ code prints to) to /dev/null for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved: list[tuple[int, int]] = []
+    try:
+        with open(os.devnull, "wb") as sink:
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(sink.fileno(), fd)
+    except OSError:  # no usable descriptors (an embedded interpreter): print as it comes
+        pass
+    try:
+        yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _export_failure(error: BaseException) -> str:

@@ -91,6 +91,8 @@ class LoadedImage:
     is_gray: True when the file stores one colour channel.
     exif: raw EXIF block ("Exif\\0\\0" + TIFF structure) with orientation reset to 1, or None.
     icc_profile: the embedded ICC profile of the RGB/gray pixels, or None.
+    lossless: False for lossy-compressed pixels (JPEG, lossy WebP); `save_image` writes a WebP
+        result lossless when this is True, so untouched pixels keep their values.
     """
 
     rgb: np.ndarray
@@ -102,6 +104,7 @@ class LoadedImage:
     exif: bytes | None
     icc_profile: bytes | None
     path: Path
+    lossless: bool = True
 
     @property
     def height(self) -> int:
@@ -192,7 +195,41 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         exif=exif,
         icc_profile=icc,
         path=path,
+        lossless=_is_lossless(path, fmt),
     )
+
+
+def _is_lossless(path: Path, fmt: str) -> bool:
+    """Whether the file's pixels are stored losslessly (JPEG never; WebP by its chunks)."""
+    if fmt == "JPEG":
+        return False
+    if fmt == "WEBP":
+        return webp_is_lossless(path)
+    return True
+
+
+def webp_is_lossless(path: str | os.PathLike) -> bool:
+    """True when a WebP file's (first) image is VP8L, the lossless codec, not VP8 (lossy).
+
+    A RIFF/WEBP file holds chunks: a simple file one `VP8 ` or `VP8L` chunk; an extended one
+    (`VP8X`) metadata chunks before it, and an animation `ANMF` frames that each hold one.
+    Pillow does not report which codec a file used, so the chunks are read here.
+    """
+    with open(path, "rb") as stream:
+        data = stream.read(1 << 20)  # image chunks come first or after small metadata
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
+    offset = 12
+    while offset + 8 <= len(data):
+        kind = data[offset : offset + 4]
+        size = struct.unpack_from("<I", data, offset + 4)[0]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        if kind == b"ANMF":
+            offset += 8 + 16  # into the frame: its header, then its image chunks
+            continue
+        offset += 8 + size + (size & 1)  # chunks are padded to an even size
+    return False
 
 
 def read_image_info(path: str | os.PathLike, max_pixels: int | None = None) -> ImageInfo:
@@ -486,7 +523,9 @@ def save_image(
     in JPEG, which has none) and its EXIF (orientation 1) and ICC profile. Without `like`,
     uint16 arrays are written in 16 bits where the format allows, everything else in 8.
     jpeg_quality: JPEG and lossy WebP quality (1-95+); JPEG is written without chroma
-    subsampling so fine restored detail survives. webp_lossless: write lossless WebP.
+    subsampling so fine restored detail survives. webp_lossless: write lossless WebP; also
+    done when `like` was lossless (a lossless WebP, PNG, TIFF), so pixels the caller kept
+    come back exactly.
     """
     path = Path(path)
     fmt = output_format(path)
@@ -528,7 +567,7 @@ def save_image(
         exif=like.exif if like is not None else None,
         icc=like.icc_profile if like is not None else None,
         quality=jpeg_quality,
-        webp_lossless=webp_lossless,
+        webp_lossless=webp_lossless or (like is not None and like.lossless),
     )
 
 

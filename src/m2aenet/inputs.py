@@ -10,12 +10,14 @@ Nothing here touches image pixels, so everything is cheap and testable without a
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from m2aenet.atomic import check_output_folder
 from m2aenet.errors import InputError
 
 _GLOB_CHARACTERS = frozenset("*?[")
@@ -36,17 +38,29 @@ class InputFile:
 
 @dataclass(frozen=True)
 class OutputJob:
-    """One input and the files written for it (`mask` and `overlay` only with `--save-mask`)."""
+    """One input and the files written for it (`mask` and `overlay` only with `--save-mask`,
+    `compare` only with `--compare`)."""
 
     source: InputFile
     image: Path
     mask: Path | None = None
     overlay: Path | None = None
+    compare: Path | None = None
 
     @property
     def outputs(self) -> tuple[Path, ...]:
         """Every path this job writes, the image last."""
-        return tuple(path for path in (self.mask, self.overlay, self.image) if path is not None)
+        paths = (self.mask, self.overlay, self.compare, self.image)
+        return tuple(path for path in paths if path is not None)
+
+    @property
+    def done(self) -> bool:
+        """True when the restored image exists.
+
+        The image is written last, so it marks a finished job: a mask or overlay without it
+        is what an interrupted run left behind, and the job runs again (replacing them).
+        """
+        return self.image.exists()
 
 
 def _is_image_path(path: Path) -> bool:
@@ -70,8 +84,61 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file below `root`, in sorted order, following folder symlinks but entering each
+    real folder once.
+
+    `glob('**')` follows symlinks without memory, so two links that point back up the tree
+    make it enumerate paths without end; here a folder reached again (same device and inode)
+    is not entered a second time, whichever way it was reached.
+    """
+    entered: set[tuple[int, int]] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        try:
+            stat = os.stat(folder)
+        except OSError:
+            subfolders[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in entered:
+            subfolders[:] = []
+            continue
+        entered.add((stat.st_dev, stat.st_ino))
+        subfolders.sort()
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
+def _matches(pattern: Sequence[str], parts: Sequence[str]) -> bool:
+    """Glob matching of path `parts` against `pattern` parts, `**` being any number of folders.
+
+    As in `glob`, wildcards do not match names starting with a dot unless the pattern does.
+    """
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        for skipped in range(len(parts) + 1):
+            if _matches(rest, parts[skipped:]):
+                return True
+            if skipped < len(parts) and parts[skipped].startswith("."):
+                return False
+        return False
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _matches(rest, parts[1:])
+
+
+def _recursive_glob(pattern: str) -> list[Path]:
+    """Files matching a `**` pattern, each real folder searched once (see `walk_files`)."""
+    base = _glob_base(pattern)
+    wanted = Path(pattern).parts[len(base.parts) if str(base) != "." else 0 :]
+    if not base.is_dir():
+        return []
+    return [path for path in walk_files(base) if _matches(wanted, path.relative_to(base).parts)]
+
+
 def _folder_images(folder: Path, recursive: bool) -> list[InputFile]:
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    candidates = walk_files(folder) if recursive else folder.iterdir()
     found = []
     for path in candidates:
         if path.is_file() and _is_image_path(path):
@@ -84,8 +151,9 @@ def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) 
 
     - A file named explicitly is always taken (if it is not an image, reading it fails later
       with a message naming it, like any other bad file).
-    - A folder contributes the images directly inside it (`recursive=True`: at any depth);
-      hidden files and files without an image extension (`imageio.is_image_path`) are left out.
+    - A folder contributes the images directly inside it (`recursive=True`: at any depth,
+      following folder symlinks but each real folder once, `walk_files`); hidden files and
+      files without an image extension (`imageio.is_image_path`) are left out.
     - A pattern with `*`, `?` or `[` is expanded here, so quoted patterns work on every shell;
       `**` matches sub-folders when `recursive=True`. Only image files are taken.
 
@@ -102,10 +170,14 @@ def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) 
             entries = _folder_images(path, recursive)
         elif _has_glob_characters(text):
             base = _glob_base(text)
+            if recursive and "**" in text:
+                matches = _recursive_glob(text)
+            else:
+                matches = [Path(match) for match in glob.glob(text)]
             entries = [
-                InputFile(Path(match), Path(match).relative_to(base))
-                for match in glob.glob(text, recursive=recursive)
-                if Path(match).is_file() and _is_image_path(Path(match))
+                InputFile(match, match.relative_to(base))
+                for match in matches
+                if match.is_file() and _is_image_path(match)
             ]
             if not entries:
                 raise InputError(f"{text}: pattern matches no image file")
@@ -121,22 +193,27 @@ def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) 
 
 
 def plan_outputs(
-    inputs: Sequence[InputFile], out_dir: str | os.PathLike, save_mask: bool = False
+    inputs: Sequence[InputFile],
+    out_dir: str | os.PathLike,
+    save_mask: bool = False,
+    compare: bool = False,
 ) -> list[OutputJob]:
     """Map each input to its output paths under `out_dir` (same relative path and name).
 
-    With `save_mask`, `NAME_mask.png` and `NAME_overlay.png` go beside the output image.
-    Call `check_plan` on the result before writing anything.
+    With `save_mask`, `NAME_mask.png` and `NAME_overlay.png` go beside the output image; with
+    `compare`, `NAME_compare.png`. Call `check_plan` on the result before writing anything.
     """
     out_dir = Path(out_dir)
     jobs = []
     for entry in inputs:
         image = out_dir / entry.relative
-        mask = overlay = None
+        mask = overlay = picture = None
         if save_mask:
             mask = image.with_name(f"{image.stem}_mask.png")
             overlay = image.with_name(f"{image.stem}_overlay.png")
-        jobs.append(OutputJob(entry, image, mask, overlay))
+        if compare:
+            picture = image.with_name(f"{image.stem}_compare.png")
+        jobs.append(OutputJob(entry, image, mask, overlay, picture))
     return jobs
 
 
@@ -148,7 +225,8 @@ def check_plan(
 ) -> None:
     """Refuse a plan that could damage an input or write two results to one file.
 
-    Raises InputError, before any work is done, when
+    Raises InputError (OutputError for an unwritable `out_dir`), before any work, when
+    - `out_dir` is a file, lies below a file, or is named like an image (`-o result.jpg`);
     - `out_dir` is a folder that holds inputs or was given as an input folder (results
       written there would mix with, and could replace, the originals, and a second run
       would take them for inputs);
@@ -156,8 +234,12 @@ def check_plan(
       summary) is one of the inputs;
     - two planned outputs are the same file.
     """
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise InputError(f"-o {out_dir}: exists and is not a folder")
+    check_output_folder(out_dir, "-o")
+    if not Path(out_dir).is_dir() and _is_image_path(Path(out_dir)):
+        raise InputError(
+            f"-o {out_dir}: -o takes an output folder, not a file name (results keep their "
+            "input's name inside it); give a folder such as -o restored/"
+        )
     out_resolved = Path(out_dir).resolve()
     inputs = {job.source.path.resolve(): job.source.path for job in jobs}
     folders = {Path(folder).resolve() for folder in input_folders}

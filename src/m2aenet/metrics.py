@@ -22,12 +22,10 @@ import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-from scipy import ndimage
 
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # int(3.5 * 1.5 + 0.5): the window has exactly 2 * 5 + 1 = 11 taps
 SSIM_BORDER = SSIM_RADIUS  # the frame scikit-image leaves out of its mean
-_SSIM_TRUNCATE = SSIM_RADIUS / SSIM_SIGMA  # makes scipy's Gaussian exactly SSIM_RADIUS wide
 
 # ITU-R BT.601 luma on the 8-bit "studio" scale [16, 235], as MATLAB's rgb2ycbcr computes it (the
 # field's habit for Y-channel PSNR).
@@ -100,37 +98,31 @@ def psnr_y(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None)
 def ssim_map(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> np.ndarray:
     """Per-pixel SSIM (H, W) float64, averaged over channels.
 
-    Gaussian window (sigma 1.5, 11x11 taps, reflect padding), C1 = (0.01 L)^2, C2 = (0.03 L)^2,
-    population covariance: equal to the map of scikit-image's ``structural_similarity(...,
-    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True)`` averaged over
-    channels.
+    scikit-image's map (``structural_similarity(..., gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, full=True)``: an 11x11 Gaussian window, reflect padding,
+    C1 = (0.01 L)^2, C2 = (0.03 L)^2), computed channel by channel so the peak memory stays at
+    a few planes even for 4K images. Images need at least 11 pixels on each side.
     """
+    from skimage.metrics import structural_similarity
+
     pred, target = _pair(pred, target)
     if pred.ndim == 2:
         pred, target = pred[..., None], target[..., None]
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-    channels = pred.shape[2]
+    if min(pred.shape[:2]) < 2 * SSIM_RADIUS + 1:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {pred.shape[:2]}")
     total = np.zeros(pred.shape[:2])
-    # Channel by channel on 2-D planes: scipy filters contiguous 2-D arrays fastest, and the peak
-    # memory stays at a few planes even for 4K images.
-    for channel in range(channels):
-        x = np.ascontiguousarray(pred[..., channel])
-        y = np.ascontiguousarray(target[..., channel])
-        mu_x, mu_y, mu_xx, mu_yy, mu_xy = (
-            _gaussian(plane) for plane in (x, y, x * x, y * y, x * y)
+    for channel in range(pred.shape[2]):
+        _, plane = structural_similarity(
+            np.ascontiguousarray(pred[..., channel]),
+            np.ascontiguousarray(target[..., channel]),
+            gaussian_weights=True,
+            sigma=SSIM_SIGMA,
+            use_sample_covariance=False,
+            data_range=data_range,
+            full=True,
         )
-        var_x = mu_xx - mu_x * mu_x
-        var_y = mu_yy - mu_y * mu_y
-        cov_xy = mu_xy - mu_x * mu_y
-        numerator = (2.0 * mu_x * mu_y + c1) * (2.0 * cov_xy + c2)
-        denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-        total += numerator / denominator
-    return total / channels
-
-
-def _gaussian(plane: np.ndarray) -> np.ndarray:
-    return ndimage.gaussian_filter(plane, sigma=SSIM_SIGMA, truncate=_SSIM_TRUNCATE, mode="reflect")
+        total += plane
+    return total / pred.shape[2]
 
 
 def ssim(

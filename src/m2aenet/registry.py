@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import importlib
+import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from m2aenet.errors import ConfigError
+from m2aenet.limits import MAX_CONFIG_INT, MAX_PARAMETERS
 
 # name -> (config dataclass type, builder taking a config instance)
 _MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {}
@@ -44,10 +48,13 @@ def _load_model_modules() -> None:
                 raise
 
 
-def list_models() -> list[str]:
-    """Names of every registered architecture, sorted."""
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the registered architectures matching a shell-style `pattern`, sorted.
+
+    `list_models("m2aenet*")` gives the M2AENet sizes, as `timm.list_models` does for its zoo.
+    """
     _load_model_modules()
-    return sorted(_MODELS)
+    return sorted(name for name in _MODELS if fnmatch.fnmatchcase(name, pattern))
 
 
 def model_config(name: str, **overrides: Any) -> Any:
@@ -61,7 +68,55 @@ def model_config(name: str, **overrides: Any) -> Any:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} for model {name!r}; known: {sorted(known)}")
+    types = typing.get_type_hints(config_type)
+    for key, value in overrides.items():
+        _check_value(f"model_config.{key}", value, types[key])
     return dataclasses.replace(config, **overrides)
+
+
+def _check_value(key: str, value: Any, expected: Any) -> None:
+    """ConfigError naming `key` when `value` does not have the field's type (int, float, bool,
+    str, tuple[int, ...]) or is an integer over `MAX_CONFIG_INT`.
+
+    Configs come from YAML files and from the JSON beside weights files; a value of the wrong
+    type (`channels: 8.5`, `mask_threshold: "high"`) would otherwise fail deep inside a layer
+    constructor, and an absurd one (`channels: 10**9`) would try to allocate it.
+    """
+    origin = typing.get_origin(expected)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list of integers, got {value!r}")
+        for item in value:
+            _check_value(key, item, typing.get_args(expected)[0])
+        return
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and value > MAX_CONFIG_INT:
+            raise ConfigError(f"{key} = {value} is absurdly large (limit {MAX_CONFIG_INT})")
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+    elif expected is str:
+        ok = isinstance(value, str)
+    else:
+        return  # a type this check does not know: the config's own validation decides
+    if not ok:
+        raise ConfigError(f"{key} must be {expected.__name__}, got {value!r}")
+
+
+def _check_parameter_count(name: str, config: Any, builder: Callable[[Any], nn.Module]) -> None:
+    """Build the model on the meta device (no memory) and refuse one over MAX_PARAMETERS."""
+    import torch
+
+    with torch.device("meta"):
+        parameters = sum(parameter.numel() for parameter in builder(config).parameters())
+    if parameters > MAX_PARAMETERS:
+        raise ConfigError(
+            f"model {name!r} with this config has {parameters:,} parameters "
+            f"(limit {MAX_PARAMETERS:,}): a config value is absurdly large"
+        )
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
@@ -72,6 +127,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     """
     config = model_config(name, **overrides)
     _, builder = _MODELS[name]
+    _check_parameter_count(name, config, builder)
     model = builder(config)
     model.model_name = name
     model.config = config

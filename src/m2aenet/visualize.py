@@ -244,3 +244,75 @@ def mask_comparison(
         title.extend([(" vs " if title else "", TEXT_COLOR), ("predicted", PRED_COLOR)])
     title.append((" mask" if title else "no mask", TEXT_COLOR))
     return title, out
+
+
+def most_changed_window(change: np.ndarray, size: int) -> tuple[int, int]:
+    """(top, left) of the `size` x `size` window of (H, W) `change` with the largest sum.
+
+    Used to zoom on the region a restoration changed most; ties go to the first window in
+    row-major order (the top-left one for an image with no change at all). `size` is clipped
+    to the image.
+    """
+    change = np.asarray(change, dtype=np.float64)
+    height, width = change.shape
+    rows, cols = min(size, height), min(size, width)
+    # Summed-area table: every window sum in O(1), whatever the window size.
+    table = np.zeros((height + 1, width + 1))
+    table[1:, 1:] = change.cumsum(axis=0).cumsum(axis=1)
+    sums = table[rows:, cols:] - table[:-rows, cols:] - table[rows:, :-cols] + table[:-rows, :-cols]
+    top, left = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(top), int(left)
+
+
+def _zoom(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement: every pixel becomes a `factor` x `factor` block."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def _box(image: np.ndarray, top: int, left: int, size: int, color: Color) -> np.ndarray:
+    """A copy of uint8 `image` with a 2-px frame drawn around a `size` square (clipped)."""
+    out = image.copy()
+    bottom, right = min(top + size, out.shape[0]), min(left + size, out.shape[1])
+    frame = np.zeros(out.shape[:2], dtype=bool)
+    frame[top:bottom, left:right] = True
+    frame[top + 2 : bottom - 2, left + 2 : right - 2] = False
+    out[frame] = color
+    return out
+
+
+def restoration_comparison(
+    original: np.ndarray,
+    restored: np.ndarray,
+    mask: np.ndarray,
+    max_width: int = 512,
+) -> np.ndarray:
+    """One picture to judge a restoration: input | restored | mask | zoomed input | zoomed restored.
+
+    original, restored: (H, W, 3) images; mask: (H, W) bool, the restored pixels. The zoom is
+    the square (a quarter of the shorter side, at least 32 px) where the restoration changed
+    the image most (`most_changed_window`), framed in the input panel and enlarged with nearest
+    neighbour to the height of the full panels, which are at most `max_width` wide.
+    """
+    before, after = as_rgb_u8(original), as_rgb_u8(restored)
+    mask = _check_mask(mask, before)
+    height, width = before.shape[:2]
+    side = min(height, width, max(32, min(height, width) // 4))
+    change = np.abs(after.astype(np.int16) - before.astype(np.int16)).sum(axis=2)
+    top, left = most_changed_window(change, side)
+    full = [fit_width(image, max_width) for image in (before, after)]
+    factor = max(1, full[0].shape[0] // side)
+    zoomed = [
+        _zoom(image[top : top + side, left : left + side], factor) for image in (before, after)
+    ]
+    framed = fit_width(_box(before, top, left, side, PRED_COLOR), max_width)
+    panels: list[tuple[Title, np.ndarray]] = [
+        ("input", framed),
+        ("restored", full[1]),
+        (
+            f"mask ({100.0 * mask.mean():.1f}% restored)",
+            fit_width(mask_overlay(before, mask), max_width),
+        ),
+        (f"input, zoom x{factor}", zoomed[0]),
+        (f"restored, zoom x{factor}", zoomed[1]),
+    ]
+    return side_by_side(panels)

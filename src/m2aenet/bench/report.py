@@ -15,24 +15,21 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import platform
 import shlex
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from m2aenet.bench.report_rows import SPEEDUP_EXECUTOR, speedup_at
 
 BASELINE_MODEL = "nafnet-s"
 BASELINE_WEIGHTS = "benchmarks/weights/nafnet-s.safetensors"
 BASELINE_TRAIN_COMMAND = "m2aenet train configs/nafnet-s.yaml"
 DEFAULT_WORK = "runs/report-data"
 LOCAL_SEED, GLOBAL_SEED = 100, 101
-TARGET_FRACTION = 0.1  # blurred fraction of the speed target
-TARGET_SPEEDUP = 3.0
-SPEEDUP_EXECUTOR = "auto"  # what `Deblurrer` runs by default, so what users get
 #: Mean metrics copied into a quality row (`pruned_gflops` becomes `gflops`).
 QUALITY_KEYS = ("psnr", "ssim", "psnr_w", "ssim_w", "psnr_sharp", "mask_iou", "mask_f1")
 QUALITY_KEYS += ("pred_fraction", "fraction", "ms", "pruned_gflops")
@@ -285,31 +282,6 @@ def threshold_curve(
 
 
 # -- the whole run ------------------------------------------------------------------------------
-
-
-def speed_row(
-    speed: Sequence[dict[str, Any]], label: str, fraction: float
-) -> dict[str, Any] | None:
-    """The speed row of model `label` at blurred `fraction`, or None."""
-    for row in speed:
-        if row["model"] == label and math.isclose(row["fraction"], fraction, abs_tol=1e-9):
-            return row
-    return None
-
-
-def dense_reference_ms(speed: Sequence[dict[str, Any]], label: str) -> float:
-    """Median ms of the dense rows of `label` (measured once per fraction); nan if none."""
-    times = [row["ms"] for row in speed if row["model"] == label]
-    return float(statistics.median(times)) if times else math.nan
-
-
-def speedup_at(
-    speed: Sequence[dict[str, Any]], baseline: str, model: str, fraction: float = TARGET_FRACTION
-) -> float | None:
-    """Baseline ms / `model` ms at `fraction` (rows as `measure_speed` gives them); None when
-    either row is missing."""
-    base, ours = speed_row(speed, baseline, fraction), speed_row(speed, model, fraction)
-    return None if base is None or ours is None or not ours["ms"] else base["ms"] / ours["ms"]
 
 
 def _machine(device: Any, threads: int) -> dict[str, Any]:

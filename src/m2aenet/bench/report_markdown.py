@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from m2aenet.bench.report import (
+from m2aenet.bench.report_rows import (
     SPEEDUP_EXECUTOR,
     TARGET_FRACTION,
     TARGET_SPEEDUP,

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from m2aenet.atomic import atomic_path
-from m2aenet.bench.report import dense_reference_ms
+from m2aenet.bench.report_rows import dense_reference_ms
 
 
 def _figure(columns: int) -> tuple[Any, Any]:

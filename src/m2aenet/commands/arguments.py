@@ -43,3 +43,41 @@ def comma_list(
         return values
 
     return parse_list
+
+
+def threshold(text: str) -> float:
+    """A blur-mask threshold in (0, 1) (`m2aenet.limits.check_threshold`), or an argparse error."""
+    from m2aenet.errors import ConfigError
+    from m2aenet.limits import check_threshold
+
+    try:
+        return check_threshold(float(text))
+    except (ValueError, ConfigError) as error:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from error
+
+
+def threshold_help(what: str) -> str:
+    """Help text of a `--threshold` option that shows the shipped weights' own threshold.
+
+    Read from the shipped sidecar JSON (no torch import), so `--help` states the effective
+    default instead of "the model's".
+    """
+    import json
+    from pathlib import Path
+
+    sidecar = Path(__file__).resolve().parent.parent / "weights" / "default.json"
+    try:
+        shipped = json.loads(sidecar.read_text(encoding="utf-8"))["model_config"]["mask_threshold"]
+        default = f"the weights' own: {shipped} for the shipped 'default'"
+    except (OSError, ValueError, KeyError, TypeError):
+        default = "the weights' own"
+    return f"{what}, in (0, 1); higher restores fewer pixels, faster (default: {default})"
+
+
+def device_name(text: str) -> str:
+    """`auto`, `cpu`, `cuda`, `cuda:N` or `mps` (availability is checked when it is used)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    return text

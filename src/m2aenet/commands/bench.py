@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from m2aenet.bench.report import ReportSettings, join_values
-from m2aenet.commands.arguments import comma_list, positive_int
+from m2aenet.commands.arguments import comma_list, device_name, positive_int
 
 # Defaults of `bench report` (the module imports only the standard library: --help stays fast).
 REPORT = ReportSettings()
@@ -57,7 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pruning.add_argument("--repeats", type=positive_int, default=5, help="timed runs (median)")
     pruning.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     pruning.add_argument("--seed", type=int, default=0, help="seed of masks, image and weights")
-    pruning.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    pruning.add_argument(
+        "--device", type=device_name, default="cpu", help="cpu (default), cuda, cuda:N, mps or auto"
+    )
     pruning.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
     pruning.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     pruning.set_defaults(func=run)
@@ -140,7 +142,9 @@ def _add_report_parser(benches: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--repeats", type=positive_int, default=REPORT.repeats, help="timed runs (median; 3)"
     )
-    report.add_argument("--device", default=REPORT.device, help="cpu (default), cuda or auto")
+    report.add_argument(
+        "--device", type=device_name, default=REPORT.device, help="cpu (default), cuda or auto"
+    )
     report.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
     report.add_argument("--no-progress", action="store_true", help="no progress bars")
     report.set_defaults(func=run_report)
@@ -162,10 +166,16 @@ def _speed_size(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
-    from m2aenet.atomic import write_text_atomic
+    from m2aenet.atomic import STDOUT, check_output_file, write_text_or_stdout
     from m2aenet.bench.pruning import BenchSettings, format_table, run_pruning_benchmark
     from m2aenet.device import resolve_device
+
+    if args.json:
+        check_output_file(args.json, "--json")
+    to_stdout = args.json == STDOUT
+    text_out = sys.stderr if to_stdout else sys.stdout
 
     settings = BenchSettings(
         sizes=args.size,
@@ -179,17 +189,23 @@ def run(args: argparse.Namespace) -> int:
         device=str(resolve_device(args.device)),
         memory=not args.no_memory,
     )
-    rows = run_pruning_benchmark(settings, progress=lambda text: print(text, flush=True))
-    print(format_table(rows))
+    rows = run_pruning_benchmark(
+        settings, progress=lambda text: print(text, file=text_out, flush=True)
+    )
+    print(format_table(rows), file=text_out)
     if args.json:
-        write_text_atomic(args.json, json.dumps(rows, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_text_or_stdout(args.json, json.dumps(rows, indent=2) + "\n")
+        if not to_stdout:
+            print(f"wrote {args.json}")
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from m2aenet.atomic import check_output_folder
     from m2aenet.bench.report import ReportSettings, write_report
     from m2aenet.bench.report import run_report as measure
+
+    check_output_folder(args.out, "--out")
 
     settings = ReportSettings(
         out=args.out,

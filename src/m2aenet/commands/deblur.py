@@ -13,8 +13,12 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+from m2aenet.atomic import STDOUT
+from m2aenet.commands.arguments import device_name, threshold, threshold_help
 
 PROG = "m2aenet deblur"
 
@@ -42,9 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=threshold,
         default=None,
-        help="blur-mask threshold in [0, 1]; higher processes fewer pixels (default: the model's)",
+        metavar="T",
+        help=threshold_help("blur-mask threshold"),
     )
     parser.add_argument(
         "--dense", action="store_true", help="process every pixel (no pruning), for comparison"
@@ -74,12 +79,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write NAME_mask.png and NAME_overlay.png (the detected blur)",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also write NAME_compare.png: input | restored | mask, and both zoomed on the "
+        "region the restoration changed most",
+    )
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default: auto)",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
     )
     parser.add_argument(
-        "--json", type=Path, default=None, metavar="FILE", help="write a per-image JSON summary"
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write a per-image JSON summary (-: to standard output)",
     )
     parser.add_argument(
         "--jpeg-quality",
@@ -93,7 +113,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _rank_json_path(path: Path, rank: int, world_size: int) -> Path:
-    if world_size == 1:
+    if world_size == 1 or str(path) == STDOUT:
         return path
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
@@ -113,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from m2aenet.api import Deblurrer
-    from m2aenet.atomic import write_text_atomic
+    from m2aenet.atomic import check_output_file, write_text_or_stdout
     from m2aenet.errors import ConfigError
     from m2aenet.inputs import (
         check_plan,
@@ -125,17 +145,19 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.jpeg_quality <= 100:
         raise ConfigError(f"--jpeg-quality {args.jpeg_quality}: must be in 1..100")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ConfigError(f"--threshold {args.threshold}: must be in [0, 1]")
     rank, world_size = rank_from_environment()
     json_path = _rank_json_path(args.json, rank, world_size) if args.json else None
+    to_stdout = json_path is not None and str(json_path) == STDOUT
+    if json_path is not None:
+        check_output_file(json_path, "--json")
 
     # Everything that could harm an input is checked on the whole batch, by every process,
     # before the model is even loaded.
     inputs = collect_inputs(args.inputs, recursive=args.recursive)
-    jobs = plan_outputs(inputs, args.output, save_mask=args.save_mask)
+    jobs = plan_outputs(inputs, args.output, save_mask=args.save_mask, compare=args.compare)
     input_folders = [spec for spec in args.inputs if Path(spec).is_dir()]
-    check_plan(jobs, args.output, [json_path] if json_path else [], input_folders)
+    json_files = [json_path] if json_path is not None and not to_stdout else []
+    check_plan(jobs, args.output, json_files, input_folders)
     mine = shard(jobs, rank, world_size)
 
     deblurrer = Deblurrer.from_pretrained(
@@ -158,13 +180,16 @@ def run(args: argparse.Namespace) -> int:
             progress.write(message, file=sys.stderr)
         elif record["status"] == "failed":
             progress.write(f"{PROG}: error: {record['error']}", file=sys.stderr)
+        for note in record.get("warnings", []):
+            progress.write(f"{PROG}: warning: {note}", file=sys.stderr)
         records.append(record)
     progress.close()
 
     total_s = time.perf_counter() - start
     summary = _summary(records, total_s)
     prefix = f"[rank {rank}/{world_size}] " if world_size > 1 else ""
-    print(prefix + _summary_line(summary))
+    # With `--json -` standard output carries the JSON document only.
+    print(prefix + _summary_line(summary), file=sys.stderr if to_stdout else sys.stdout)
     if json_path is not None:
         document = {
             "weights": str(args.weights),
@@ -176,26 +201,35 @@ def run(args: argparse.Namespace) -> int:
             "summary": summary,
             "images": records,
         }
-        write_text_atomic(json_path, json.dumps(document, indent=2) + "\n")
+        write_text_or_stdout(json_path, json.dumps(document, indent=2) + "\n")
     return 1 if summary["failed"] else 0
 
 
 def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Process one OutputJob; returns its JSON record (status ok, skipped or failed)."""
-    from m2aenet.errors import M2AENetError
+    from m2aenet.errors import InputWarning, M2AENetError
 
     record: dict[str, Any] = {
         "name": str(job.source.relative),
         "input": str(job.source.path),
         "output": str(job.image),
     }
-    existing = [path for path in job.outputs if path.exists()]
-    if existing and not args.overwrite:
-        return {**record, "status": "skipped", "existing": str(existing[0])}
+    if job.done and not args.overwrite:
+        return {**record, "status": "skipped", "existing": str(job.image)}
     try:
-        result = deblurrer.deblur_file(
-            job.source.path, job.image, job.mask, job.overlay, args.jpeg_quality
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            result = deblurrer.deblur_file(
+                job.source.path,
+                job.image,
+                job.mask,
+                job.overlay,
+                args.jpeg_quality,
+                compare_path=job.compare,
+            )
+        notes = [str(item.message) for item in caught if issubclass(item.category, InputWarning)]
+        if notes:
+            record["warnings"] = notes
     except M2AENetError as error:  # messages name the file already
         return {**record, "status": "failed", "error": str(error)}
     except Exception as error:  # noqa: BLE001 - one broken file must not stop the batch
@@ -213,6 +247,8 @@ def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str,
     )
     if job.mask is not None:
         record.update(mask=str(job.mask), overlay=str(job.overlay))
+    if job.compare is not None:
+        record["compare"] = str(job.compare)
     return record
 
 

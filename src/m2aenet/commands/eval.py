@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from m2aenet.commands.arguments import positive_int
+from m2aenet.commands.arguments import device_name, positive_int, threshold, threshold_help
 
 LAYOUTS = ("generic", "gopro")
 
@@ -32,7 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--weights", default="default", metavar="NAME|PATH", help="shipped weights name or file"
     )
-    parser.add_argument("--json", metavar="FILE", help="write the report (means and rows) as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", help="write the report (means and rows) as JSON (-: stdout)"
+    )
     parser.add_argument(
         "--save-images",
         metavar="DIR",
@@ -40,9 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dense", action="store_true", help="run every pixel (no pruning)")
     parser.add_argument(
-        "--threshold", type=float, metavar="T", help="blur-mask threshold (default: the model's)"
+        "--threshold", type=threshold, metavar="T", help=threshold_help("blur-mask threshold")
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps"
+    )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -69,10 +73,22 @@ def load_layout(layout: str) -> str | dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from m2aenet.api import Deblurrer
+    from m2aenet.atomic import (
+        STDOUT,
+        check_output_file,
+        check_output_folder,
+        write_text_or_stdout,
+    )
     from m2aenet.data.datasets import open_dataset
     from m2aenet.evaluation import deblurrer_restore, evaluate
 
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.save_images:
+        check_output_folder(args.save_images, "--save-images")
     dataset = open_dataset(args.data, layout=load_layout(args.layout))
     deblurrer = Deblurrer.from_pretrained(
         args.weights, device=args.device, threshold=args.threshold, dense=args.dense
@@ -84,10 +100,13 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         limit=args.limit,
     )
-    print(report.table())
+    # With `--json -` standard output carries the JSON document only.
+    text_out = sys.stderr if args.json == STDOUT else sys.stdout
+    print(report.table(), file=text_out)
     if args.json:
-        report.save_json(args.json)
-        print(f"report: {args.json}")
+        write_text_or_stdout(args.json, report.to_json())
+        if args.json != STDOUT:
+            print(f"report: {args.json}")
     if args.save_images:
-        print(f"pictures: {Path(args.save_images) / 'compare'}")
+        print(f"pictures: {Path(args.save_images) / 'compare'}", file=text_out)
     return 0

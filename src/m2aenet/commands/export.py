@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from m2aenet.commands.arguments import positive_int
+from m2aenet.commands.arguments import positive_int, threshold, threshold_help
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,9 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--opset", type=positive_int, default=18, help="ONNX opset (default: 18)")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=threshold,
         default=None,
-        help="blur-mask threshold baked into the graph (default: the model's)",
+        metavar="T",
+        help=threshold_help("blur-mask threshold baked into the graph"),
     )
     parser.add_argument(
         "--check",
@@ -65,23 +66,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "if onnxruntime reproduces torch",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write a summary")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write a summary (-: stdout)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export, check, print a summary; 0 on success."""
-    from m2aenet.atomic import write_text_atomic
+    from m2aenet.atomic import STDOUT, check_output_file, write_text_or_stdout
     from m2aenet.errors import ConfigError
     from m2aenet.export import export_checked, load_deploy_model
 
     if args.out.suffix != ".onnx":
         raise ConfigError(f"--out {args.out}: the file name must end in .onnx")
+    check_output_file(args.out, "--out")
+    if args.json:
+        check_output_file(args.json, "--json")
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"--out {args.out}: exists; pass --overwrite to replace it")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ConfigError(f"--threshold {args.threshold}: must be in [0, 1]")
     if args.no_check and args.check:
         raise ConfigError("--check and --no-check contradict each other")
 
@@ -100,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = {**result.as_dict(), "check": report or "skipped (--no-check)"}
     text = json.dumps(summary, indent=2)
-    print(text)
+    if args.json is None or str(args.json) != STDOUT:
+        print(text)
     if args.json:
-        write_text_atomic(args.json, text + "\n")
+        write_text_or_stdout(args.json, text + "\n")
     return 0

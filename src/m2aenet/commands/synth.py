@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from m2aenet.commands.arguments import positive_int
+
 # Kept literal (not imported) so `m2aenet --help` does not import torch.
 _SPLITS = ("train", "val", "test")
 _MODES = ("local", "global", "mixed")
@@ -59,7 +61,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--preview", type=Path, metavar="FILE", help="write a PNG contact sheet of the set"
     )
     parser.add_argument(
-        "--preview-rows", type=int, default=6, metavar="N", help="images in the preview (6)"
+        "--preview-rows",
+        type=positive_int,
+        default=6,
+        metavar="N",
+        help="images in the preview (6)",
     )
     parser.add_argument(
         "--no-motion", action="store_true", help="skip DIR/motion (8 MB per 512x512 image)"
@@ -70,10 +76,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from m2aenet.atomic import check_output_file, check_output_folder
     from m2aenet.errors import InputError
 
     if args.count is None and args.preview is None:
         raise InputError("nothing to do: give --count N to generate, or --preview FILE")
+    if args.count is not None:
+        check_output_folder(args.out, "--out")
+    if args.preview is not None:
+        check_output_file(args.preview, "--preview")
     if args.count is not None:
         from m2aenet.data.synth_writer import generate_dataset, parse_blur_length, parse_size
 

@@ -63,14 +63,17 @@ def command_line(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Load and check the config, then train; returns the exit code."""
+    from m2aenet.atomic import check_output_folder
     from m2aenet.train.config import load_config
     from m2aenet.train.trainer import train
 
     overrides, out, resume = split_rest(list(args.rest))
     config = load_config(args.config, overrides)
+    out = out or args.out
+    check_output_folder(out if out is not None else config.out, "--out")
     summary = train(
         config,
-        out=out or args.out,
+        out=out,
         resume=resume or args.resume,
         command=command_line(args),
     )

@@ -1,0 +1,33 @@
+"""Bounds on values users give, checked the same way by the CLI, the API and the weights loader.
+
+Kept free of heavy imports so argument parsing can use it before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from m2aenet.errors import ConfigError
+
+#: Largest integer accepted in a model config (widths, depths, counts). Every shipped and
+#: tested model stays below 64; a tampered sidecar asking for 10**9 channels is refused before
+#: anything is allocated.
+MAX_CONFIG_INT = 4096
+#: Largest model, in parameters, that a config may describe (counted on the meta device,
+#: without allocating): 2**30 float32 parameters are 4 GiB, far above any model of this project.
+MAX_PARAMETERS = 2**30
+
+
+def check_threshold(value: object, name: str = "threshold") -> float:
+    """`value` as a blur-mask threshold: a number strictly between 0 and 1.
+
+    0 would restore every pixel and 1 none; `dense=True` / `--dense` is the way to process every
+    pixel. NaN, infinities, strings and booleans are refused with a ConfigError naming `name`.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} {value!r}: must be a number in (0, 1)")
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 < number < 1.0):
+        raise ConfigError(f"{name} {value!r}: must be in (0, 1)")
+    return number
