@@ -76,14 +76,12 @@ def test_dynamic_export_runs_any_size(onnx_packages: None, tmp_path: Path) -> No
         assert numbers["max_abs_diff"] < CHECK_TOLERANCE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dense deploy path now traces (no data-dependent sizes), but ONNX decomposition "
-    "fails on a view of the non-contiguous trajectory tensor (see docs/export.md)",
-)
-def test_m2aenet_dense_form_exports_with_its_mask(onnx_packages: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("body_scale", [1, 2])
+def test_m2aenet_dense_form_exports_with_its_mask(
+    onnx_packages: None, tmp_path: Path, body_scale: int
+) -> None:
     pytest.importorskip("onnxscript")
-    model = _randomized(create_model("m2aenet-s"), seed=1)
+    model = _randomized(create_model("m2aenet-s", body_scale=body_scale), seed=1)
     model.reparameterize()
     result = export_onnx(model, tmp_path / "m.onnx", height=33, width=47)
     report = check_export(result, model)
