@@ -266,7 +266,7 @@ class M2AENet(nn.Module):
         lowres = self._trajectory_lowres(motion)
         trajectory = upsample_trajectory(lowres, size)
         if scale > 1:  # the body samples its own grid of cells: displacements in cells
-            grid = trajectory_grid(upsample_trajectory(lowres / scale, body_size))
+            grid = trajectory_grid(upsample_trajectory(self._in_cells(lowres), body_size))
         else:
             grid = trajectory_grid(trajectory)  # (B, Hp, Wp * K, 2)
         context = F.interpolate(
@@ -285,6 +285,10 @@ class M2AENet(nn.Module):
         if scale > 1:
             residual = F.pixel_shuffle(residual, scale)  # (B, 3, Hp, Wp)
         return padded + mask * residual, trajectory
+
+    def _in_cells(self, trajectory: torch.Tensor) -> torch.Tensor:
+        """Displacements in pixels -> in body cells (what the blocks sample with)."""
+        return trajectory if self.body_scale == 1 else trajectory / self.body_scale
 
     def _body_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """(B, 1, Hp, Wp) pixel mask -> (B, 1, Hp/s, Wp/s): a cell is kept if any pixel is."""
@@ -362,7 +366,7 @@ class M2AENet(nn.Module):
             plan = make_plan(
                 body_hard,
                 kept,
-                lowres_trajectory / scale if scale > 1 else lowres_trajectory,  # in cells
+                self._in_cells(lowres_trajectory),
                 context,
                 executor,
                 self.tile_size,
