@@ -72,3 +72,23 @@ def test_bad_pools_are_refused_with_the_reason(tmp_path: Path) -> None:
         small[0]
     with pytest.raises(InputError, match="crops_per_frame"):
         BlurCentredCrops(_frames(tmp_path / "ok"), crop_size=16, crops_per_frame=0)
+
+
+def test_extra_roots_join_the_pool_and_only_blur_crops_take_them(tmp_path: Path) -> None:
+    from m2aenet.errors import ConfigError
+    from m2aenet.train.config import DataSource, TrainConfig, from_dict, validate
+    from m2aenet.train.data import build_dataset
+
+    local = _frames(tmp_path / "local", count=2)
+    extra = _frames(tmp_path / "global", count=3)
+    source = DataSource(
+        source="blur_crops", root=str(local), extra_roots=[str(extra)], crop_size=32,
+        crops_per_frame=2,
+    )  # fmt: skip
+    dataset = build_dataset(source, "train")
+    assert len(dataset) == 2 * (2 + 3)
+    names = {dataset[index]["name"].split("-")[0] for index in range(len(dataset))}
+    assert names == {"f0", "f1", "f2"}  # the extra folder's third frame is in the pool
+    wrong = {"data": {"train": {"source": "folder", "root": "x", "extra_roots": ["y"]}}}
+    with pytest.raises(ConfigError, match="data.train.extra_roots"):
+        validate(from_dict(TrainConfig, wrong))

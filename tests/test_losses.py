@@ -147,3 +147,25 @@ def test_motion_term_reblurs_the_sharp_image_along_the_predicted_trajectory() ->
     _, parts = M2AENetLoss(config)(wrong, blur, sharp, gt_mask)
     assert parts["motion"].item() == pytest.approx((sharp - blur).abs().mean().item(), rel=1e-5)
     assert "motion" not in M2AENetLoss(LossConfig())(wrong, blur, sharp, gt_mask)[1]
+
+
+def test_marked_weight_scores_a_restored_sharp_pixel_like_a_blurred_one() -> None:
+    sharp = torch.zeros(1, 3, 16, 16)
+    gt_mask = torch.zeros(1, 1, 16, 16)
+    gt_mask[..., 10:, 10:] = 1  # dilated by 4: rows and columns 6..15 weigh 1 (100 pixels)
+    image = sharp.clone()
+    image[..., 0, 0] = 0.5  # an error at a sharp pixel...
+    prob = torch.zeros(1, 1, 16, 16)
+    prob[..., 0, 0] = 0.9  # ...that the model marked, so it restored it
+    eps = 1e-3
+    error, exact = (0.25 + eps**2) ** 0.5, eps  # Charbonnier at the wrong and right pixels
+
+    def expected(weight_at_error: float) -> float:
+        # weighted mean over 3 channels: 100 px at 1, 155 other sharp px at 0.1, the marked one
+        total = 3 * (weight_at_error * error + (100 + 0.1 * 155) * exact)
+        return total / (3 * (100 + 0.1 * 155 + weight_at_error))
+
+    for marked_weight, weight_at_error in ((0.0, 0.1), (1.0, 1.0)):
+        config = LossConfig(background_weight=0.1, marked_weight=marked_weight, charbonnier_eps=eps)
+        parts = M2AENetLoss(config)(_output(image, prob), sharp, sharp, gt_mask)[1]
+        assert parts["rec"].item() == pytest.approx(expected(weight_at_error), rel=1e-5)

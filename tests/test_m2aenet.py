@@ -94,14 +94,23 @@ def test_padding_is_reflect_to_multiple_of_eight() -> None:
     assert pad_to_multiple(torch.rand(1, 3, 3, 2), 8).shape == (1, 3, 8, 8)  # tiny: replicate
 
 
-@pytest.mark.parametrize("body_scale", [1, 2])
+# Full-resolution body; half-resolution body; and the analyzer with its own stem beside a
+# predictor with a context branch (the campaign's stage-4 model).
+VARIANTS = [
+    {"body_scale": 1},
+    {"body_scale": 2},
+    {"body_scale": 2, "analyzer_stem": True, "mask_context_depth": 2},
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("batch_norm", [False, True])
 @pytest.mark.parametrize("size", [(37, 53), (40, 56)])
 def test_deploy_equals_train_for_the_same_mask(
-    size: tuple[int, int], batch_norm: bool, body_scale: int
+    size: tuple[int, int], batch_norm: bool, variant: dict
 ) -> None:
     height, width = size
-    model = _perturbed(batch_norm=batch_norm, body_scale=body_scale)
+    model = _perturbed(batch_norm=batch_norm, **variant)
     x = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(5))
     mask = _blob_masks(2, height, width)
     with torch.no_grad():
@@ -120,9 +129,9 @@ def test_deploy_equals_train_for_the_same_mask(
         assert torch.equal(out.image[outside], x[outside])
 
 
-@pytest.mark.parametrize("body_scale", [1, 2])
-def test_predicted_mask_leaves_the_rest_bit_exact_in_both_modes(body_scale: int) -> None:
-    model = _perturbed(seed=1, body_scale=body_scale)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_predicted_mask_leaves_the_rest_bit_exact_in_both_modes(variant: dict) -> None:
+    model = _perturbed(seed=1, **variant)
     x = torch.rand(1, 3, 33, 45, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         prob = model(x).mask_prob
@@ -228,3 +237,21 @@ def test_runs_under_bfloat16_autocast_in_both_modes() -> None:
             out = model(x, mask=mask)
         assert out.image.dtype == torch.float32
         assert torch.equal(out.image[outside], x[outside])
+
+
+def test_an_analyzer_with_its_own_stem_does_not_depend_on_the_predictor_trunk() -> None:
+    model = _perturbed(seed=2, body_scale=2, analyzer_stem=True, mask_context_depth=1)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    mask = _blob_masks(1, 32, 32)
+    with torch.no_grad():
+        before = model(x, mask=mask)
+        for parameter in model.mask_predictor.features.parameters():
+            parameter.add_(0.5)  # a different predictor trunk...
+        model.mask_predictor.head.weight.zero_()  # ...and the same blur probability
+        model.mask_predictor.head.bias.fill_(0.0)
+        reference = model(x, mask=mask)
+        for parameter in model.mask_predictor.features.parameters():
+            parameter.sub_(1.0)
+        after = model(x, mask=mask)
+    assert torch.equal(after.image, reference.image)  # the analyzer read the same input
+    assert not torch.equal(before.image, reference.image)  # p does enter the analyzer

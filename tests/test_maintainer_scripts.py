@@ -1,4 +1,4 @@
-"""The maintainer scripts that produced the shipped weights: predictor injection and shipping."""
+"""The maintainer scripts that produced the shipped weights: predictor swap and shipping."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from m2aenet import create_model
-from m2aenet.checkpoint import save_model
+from m2aenet.checkpoint import load_model, save_model
+from m2aenet.models.mask_predictor import MaskPredictor
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SMALL = {"channels": 8, "num_blocks": 2, "mask_width": 8, "mask_depth": 1, "analyzer_width": 8}
@@ -31,23 +31,50 @@ def _checkpoint(folder: Path) -> None:
         save_model(folder / f"{name}.safetensors", model, {"step": 5})
 
 
-def test_inject_replaces_only_the_predictor_in_model_and_ema(tmp_path: Path) -> None:
+def _predictor_file(path: Path, predictor: torch.nn.Module) -> Path:
+    from safetensors.torch import save_file
+
+    state = {"mask_predictor." + k: v.contiguous() for k, v in predictor.state_dict().items()}
+    save_file(state, str(path))
+    return path
+
+
+def test_swapping_in_the_models_own_predictor_keeps_every_output(tmp_path: Path) -> None:
+    swap = _script("swap_mask_predictor")
+    _checkpoint(tmp_path)
+    old = load_model(tmp_path / "ema.safetensors")
+    own = _predictor_file(tmp_path / "own.safetensors", old.mask_predictor)
+    new = swap.swap(str(tmp_path / "ema.safetensors"), own).eval()
+    assert new.config.analyzer_stem and not old.config.analyzer_stem
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        for mask in (None, (torch.rand(1, 1, 32, 40) > 0.5).float()):
+            assert torch.equal(new(x, mask=mask).image, old(x, mask=mask).image)
+
+
+def test_swap_puts_in_a_context_predictor_and_keeps_the_analyzers_input(tmp_path: Path) -> None:
+    swap = _script("swap_mask_predictor")
     pretrain = _script("pretrain_mask_predictor")
     _checkpoint(tmp_path)
-    before = load_file(str(tmp_path / "model.safetensors"))
-    predictor = {
-        k: torch.full_like(v, 0.25) for k, v in before.items() if k.startswith(pretrain.PREFIX)
-    }
-    pretrain.inject(predictor, tmp_path)
-    for name in ("model", "ema"):
-        after = load_file(str(tmp_path / f"{name}.safetensors"))
-        assert after.keys() == before.keys()
-        for key, value in after.items():
-            expected = predictor.get(key, before[key])
-            assert torch.equal(value, expected), key
-    wrong = {key: value[..., :1] for key, value in predictor.items() if value.dim() == 4}
-    with pytest.raises(SystemExit, match="do not fit"):
-        pretrain.inject(wrong, tmp_path)
+    old = load_model(tmp_path / "ema.safetensors")
+    trained = MaskPredictor(SMALL["mask_width"], SMALL["mask_depth"], context_depth=2)
+    pretrain.initial_weights(trained, str(tmp_path / "ema.safetensors"))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():  # warm start: the zero-initialized branch changes nothing yet
+        assert torch.equal(trained(x)[0], old.mask_predictor(x)[0])
+        for parameter in trained.parameters():
+            parameter.add_(0.01)
+    path = _predictor_file(tmp_path / "ctx.safetensors", trained)
+    new = swap.swap(str(tmp_path / "ema.safetensors"), path)
+    assert new.config.mask_context_depth == 2
+    for key, value in trained.state_dict().items():
+        assert torch.equal(new.mask_predictor.state_dict()[key], value), key
+    for key, value in old.mask_predictor.features.state_dict().items():
+        assert torch.equal(new.analyzer_stem.state_dict()[key], value), key
+    wrong = MaskPredictor(SMALL["mask_width"] * 2, SMALL["mask_depth"])
+    with pytest.raises(SystemExit, match="does not fit"):
+        pretrain.initial_weights(wrong, str(tmp_path / "ema.safetensors"))
 
 
 def test_training_time_leaves_out_stops(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -14,6 +15,7 @@ from train_helpers import TinyPairs, one_thread, replace
 
 from m2aenet.checkpoint import load_model
 from m2aenet.errors import ConfigError
+from m2aenet.registry import create_model
 from m2aenet.train import state
 from m2aenet.train.config import TrainConfig, from_dict
 from m2aenet.train.ema import ModelEma
@@ -344,3 +346,51 @@ def test_a_run_saved_before_a_config_key_existed_still_resumes(tmp_path: Path) -
     del saved["data"]["train"]["hard_negatives"]  # as written by an older version
     (out / "config.json").write_text(json.dumps(saved))
     assert run(replace(config, steps=3), out, resume=True)["step"] == 3
+
+
+def test_frozen_parameters_do_not_move_and_a_wrong_prefix_is_named(tmp_path: Path) -> None:
+    from m2aenet.checkpoint import save_model
+
+    name = train_helpers.register_tiny_model()
+    torch.manual_seed(0)
+    start = create_model(name, batchnorm=False)
+    save_model(tmp_path / "start.safetensors", start)
+    model = {"name": name, "overrides": {"batchnorm": False}, "frozen": ["mask_head"]}
+    weights = str(tmp_path / "start.safetensors")
+    # Teacher forcing: the body restores (and learns) whatever the frozen predictor says.
+    config = tiny_config(model={**model, "init_weights": weights}, teacher_forcing_steps=6)
+    run(config, tmp_path / "run")
+    final = load_model(tmp_path / "run" / "final_ema.safetensors").state_dict()
+    for key, value in start.state_dict().items():
+        moved = not torch.equal(final[key], value)
+        assert moved == (not key.startswith("mask_head.")), key
+    with pytest.raises(ConfigError, match="model.frozen.*'mask_hed'"):
+        run(tiny_config(model={"name": name, "frozen": ["mask_hed"]}), tmp_path / "wrong")
+
+
+def test_teacher_forcing_widens_the_mask_when_asked() -> None:
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = train_helpers.tiny_model(batchnorm=False)
+
+        def forward(self, x, mask=None):
+            seen.append(mask)
+            return self.inner(x, mask=mask)
+
+    from m2aenet.losses import LossConfig, M2AENetLoss
+    from m2aenet.train.teacher_mask import widen_teacher_mask
+
+    sample = TinyPairs(1, 16)[0]
+    batch = {k: sample[k][None] for k in ("blur", "sharp", "mask")}
+    widen = functools.partial(widen_teacher_mask, max_dilation=3, false_blob_probability=0.0)
+    torch.manual_seed(1)
+    for _ in range(4):
+        forward_backward(
+            Recorder(), M2AENetLoss(LossConfig()), [batch], torch.device("cpu"),
+            teacher_forcing=True, teacher_mask=widen,
+        )  # fmt: skip
+    assert all((mask >= batch["mask"]).all() for mask in seen)
+    assert any((mask > batch["mask"]).any() for mask in seen)

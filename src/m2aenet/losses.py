@@ -38,6 +38,8 @@ class LossConfig:
         term weights (see the module docstring).
     background_weight: reconstruction weight of pixels outside the dilated ground-truth
         mask (sharp background), so that restoring them is not free to damage them.
+    marked_weight: reconstruction weight of every pixel the model restored (its mask), at
+        least; 1 scores a marked sharp pixel like a blurred one, since a mistake there shows.
     charbonnier_eps: epsilon of sqrt(d^2 + eps^2), in [0, 1] intensity units.
     mask_dilation: radius in pixels by which the ground-truth mask is dilated for the
         reconstruction weights (blur borders matter).
@@ -52,6 +54,7 @@ class LossConfig:
     mask_weight: float = 0.05
     trajectory_weight: float = 0.0
     background_weight: float = 0.1
+    marked_weight: float = 0.0
     charbonnier_eps: float = 1e-3
     mask_dilation: int = 4
     reblur_density: int = 4
@@ -61,7 +64,7 @@ class LossConfig:
         for key in (
             "reconstruction_weight", "reblur_weight", "motion_weight", "mask_weight",
             "trajectory_weight",
-            "background_weight", "mask_dilation", "dice_smooth",
+            "background_weight", "marked_weight", "mask_dilation", "dice_smooth",
         ):  # fmt: skip
             if getattr(self, key) < 0:
                 raise ConfigError(f"loss.{key} must be >= 0, got {getattr(self, key)}")
@@ -159,6 +162,8 @@ class M2AENetLoss(nn.Module):
         config = self.config
         gt_mask = gt_mask.to(blur.dtype)
         weight = dilate_mask(gt_mask, config.mask_dilation).clamp_min(config.background_weight)
+        if config.marked_weight > 0:
+            weight = torch.maximum(weight, config.marked_weight * output.mask.detach())
         parts = {"rec": charbonnier(output.image, sharp, config.charbonnier_eps, weight)}
         # The reblur term is measured where the model restored; the mask's value only
         # selects pixels here, its gradient comes from the other terms.

@@ -29,8 +29,10 @@ from m2aenet.models.blocks import PrunableBlock, linear_rows
 from m2aenet.models.mask_predictor import (
     MaskPredictor,
     blur_probability,
+    feature_trunk,
     hard_mask,
     straight_through,
+    trunk_input,
 )
 from m2aenet.models.motion import (
     MotionAnalyzer,
@@ -65,6 +67,11 @@ class M2AENetConfig:
     trajectory_every:    blocks 0, e, 2e, ... sample their input along the trajectory
     mlp_ratio:           hidden width of each block's channel MLP, relative to C
     mask_width, mask_depth: mask predictor width and number of 3x3 convs at 1/4 size
+    mask_context_depth:  3x3 convs of the predictor's context branch at 1/8 size (0: none)
+    analyzer_stem:       the motion analyzer computes its own features of the image (a trunk
+                         of `mask_width`, `mask_depth`) instead of reading the predictor's, so
+                         the predictor can be retrained or replaced without moving the
+                         analyzer's input
     analyzer_width:      motion analyzer width at 1/4 size (doubles per level)
     analyzer_levels:     downsamplings below 1/4 size in the analyzer U-Net
     motion_scale:        pixels per unit of the motion head's output
@@ -83,6 +90,8 @@ class M2AENetConfig:
     mlp_ratio: float = 1.0
     mask_width: int = 16
     mask_depth: int = 2
+    mask_context_depth: int = 0
+    analyzer_stem: bool = False
     analyzer_width: int = 16
     analyzer_levels: int = 3
     motion_scale: float = 8.0
@@ -104,7 +113,7 @@ class M2AENetConfig:
                 f"model_config.trajectory_channels ({self.trajectory_channels}) must be <= "
                 f"channels ({self.channels})"
             )
-        for key in ("mask_depth", "analyzer_levels", "mask_dilation"):
+        for key in ("mask_depth", "mask_context_depth", "analyzer_levels", "mask_dilation"):
             if int(getattr(self, key)) < 0:
                 raise ConfigError(f"model_config.{key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 < self.mask_threshold < 1.0:
@@ -155,7 +164,12 @@ class M2AENet(nn.Module):
         super().__init__()
         self.config = config
         channels = config.channels
-        self.mask_predictor = MaskPredictor(config.mask_width, config.mask_depth)
+        self.mask_predictor = MaskPredictor(
+            config.mask_width, config.mask_depth, config.mask_context_depth
+        )
+        self.analyzer_stem = (
+            feature_trunk(config.mask_width, config.mask_depth) if config.analyzer_stem else None
+        )
         self.analyzer = MotionAnalyzer(
             config.mask_width, config.analyzer_width, config.analyzer_levels, config.motion_scale
         )
@@ -239,11 +253,9 @@ class M2AENet(nn.Module):
             # straight-through gradient tells the predictor where restoring would have helped
             # (and every parameter gets a gradient, as distributed training requires).
             return self._unchanged(x, used, prob, height, width)
-        # The analyzer reads the predictor's features but does not train them: the restoration
-        # and motion gradients flowing back into the small predictor drowned its mask loss
-        # (mask loss 1.43 -> 1.34 in 600 steps, nothing predicted at step 500), while the
-        # predictor trained on its own loss finds blur within ~1000 steps (docs/decisions.md).
-        motion, context = self.analyzer(features.detach(), torch.sigmoid(logits).detach())
+        motion, context = self.analyzer(
+            self._analyzer_features(padded, features), torch.sigmoid(logits).detach()
+        )
         image, trajectory = self._dense_body(padded, used, motion, context)
         return ModelOutput(
             image=image[..., :height, :width].contiguous(),
@@ -251,6 +263,18 @@ class M2AENet(nn.Module):
             mask_prob=prob[..., :height, :width],
             trajectory=trajectory[..., :height, :width],
         )
+
+    def _analyzer_features(self, padded: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
+        """What the motion analyzer reads: its own trunk's features, or the predictor's.
+
+        The predictor's are read detached: the restoration and motion gradients flowing back
+        into the small predictor drowned its mask loss (mask loss 1.43 -> 1.34 in 600 steps,
+        nothing predicted at step 500), while the predictor trained on its own loss finds blur
+        within ~1000 steps (docs/decisions.md).
+        """
+        if self.analyzer_stem is not None:
+            return self.analyzer_stem(trunk_input(padded))
+        return predictor.detach()
 
     def _trajectory_lowres(self, motion: torch.Tensor) -> torch.Tensor:
         """(B, K, 2, h, w) trajectory at the analyzer's resolution from motion (B, 4, h, w)."""
@@ -350,7 +374,9 @@ class M2AENet(nn.Module):
             if kept.count == 0:
                 self.last_executor = "none"
                 return self._unchanged(x, hard, prob, height, width)
-        motion, context = self.analyzer(features, torch.sigmoid(logits))
+        motion, context = self.analyzer(
+            self._analyzer_features(padded, features), torch.sigmoid(logits)
+        )
         executor = self.executor
         if executor == "auto":
             tiled_area, tiled_kept = tile_statistics(body_hard, self.tile_size, self.tile_min_fill)

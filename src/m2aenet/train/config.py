@@ -42,6 +42,15 @@ class ModelSection:
     name: str = "m2aenet-s"
     overrides: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None
+    frozen: list[str] = field(default_factory=list)  # parameter-name prefixes not trained
+
+
+@dataclass
+class TeacherMaskSection:
+    """How the true mask is widened while teacher forcing (`train/teacher_mask.py`)."""
+
+    max_dilation: int = 0
+    false_blob_probability: float = 0.0
 
 
 @dataclass
@@ -58,13 +67,15 @@ class DataSource:
     `blur_length` (synth only): [shortest, longest] blur path in px of the generated images.
     `source: blur_crops` (training): `crops_per_frame` crops of `crop_size` from every frame of
     the synthetic set in `root` (written by `m2aenet synth`), a share `centred_fraction` of
-    them centred on blurred pixels (`data.blur_crops.BlurCentredCrops`); `hard_negatives`
+    them centred on blurred pixels (`data.blur_crops.BlurCentredCrops`), plus the frames of
+    the sets in `extra_roots` (e.g. camera-shake frames beside the local ones); `hard_negatives`
     adds sharp-labelled look-alikes of blur (defocus, dark, noise, JPEG, gray) for the mask
     predictor (`data.hard_negatives`).
     """
 
     source: Literal["synth", "folder", "blur_crops"] = "synth"
     root: str | None = None
+    extra_roots: list[str] = field(default_factory=list)
     layout: str | dict[str, Any] = "generic"
     crop_size: int | None = 128
     mode: Literal["local", "global", "mixed"] = "mixed"
@@ -168,6 +179,7 @@ class TrainConfig:
     threads: int | None = None
     amp: AmpMode = "auto"
     teacher_forcing_steps: int = 0
+    teacher_mask: TeacherMaskSection = field(default_factory=TeacherMaskSection)
     time_limit_minutes: float | None = None
     deterministic: bool = True
     out: str = "runs/m2aenet"
@@ -352,6 +364,12 @@ def validate(config: TrainConfig) -> TrainConfig:
     """Range checks that types alone cannot express; returns `config` unchanged."""
     _check(config.steps >= 1, "steps", "must be >= 1")
     _check(config.teacher_forcing_steps >= 0, "teacher_forcing_steps", "must be >= 0")
+    _check(config.teacher_mask.max_dilation >= 0, "teacher_mask.max_dilation", "must be >= 0")
+    _check(
+        0.0 <= config.teacher_mask.false_blob_probability <= 1.0,
+        "teacher_mask.false_blob_probability",
+        "must be in [0, 1]",
+    )
     _check(config.threads is None or config.threads >= 1, "threads", "must be >= 1 or null")
     _check(
         config.device == "auto" or config.device.split(":")[0] in ("cpu", "cuda"),
@@ -382,6 +400,11 @@ def validate(config: TrainConfig) -> TrainConfig:
             _check(
                 0 <= source.centred_fraction <= 1, f"{prefix}.centred_fraction", "must be in [0, 1]"
             )
+        _check(
+            not source.extra_roots or source.source == "blur_crops",
+            f"{prefix}.extra_roots",
+            "only a blur_crops source takes extra roots",
+        )
         if source.blur_length is not None:
             _check(
                 len(source.blur_length) == 2

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from m2aenet.errors import ConfigError
 from m2aenet.train.config import DataSection, DataSource
@@ -63,15 +63,20 @@ def build_dataset(source: DataSource, role: str, motion_points: int | None = Non
                 f"data.{role}: loss.trajectory_weight needs motion ground truth, which "
                 "`source: blur_crops` does not load; set loss.trajectory_weight: 0"
             )
-        dataset = BlurCentredCrops(
-            source.root,
-            source.crop_size,
-            source.crops_per_frame,
-            source.centred_fraction,
-            source.layout,
-            HardNegatives() if source.hard_negatives else None,
-        )
-        dataset.frames.validate()
+        parts = [
+            BlurCentredCrops(
+                root,
+                source.crop_size,
+                source.crops_per_frame,
+                source.centred_fraction,
+                source.layout,
+                HardNegatives() if source.hard_negatives else None,
+            )
+            for root in [source.root, *source.extra_roots]
+        ]
+        for part in parts:
+            part.frames.validate()
+        dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     else:
         from m2aenet.data.synth import MOTION_SAMPLES
         from m2aenet.data.synth_dataset import OnTheFlySynthDataset

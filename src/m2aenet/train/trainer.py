@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -35,6 +36,7 @@ from m2aenet.train.data import build_dataset, train_loader
 from m2aenet.train.ema import ModelEma
 from m2aenet.train.plots import plot_curves, read_log
 from m2aenet.train.schedule import build_scheduler
+from m2aenet.train.teacher_mask import widen_teacher_mask
 from m2aenet.train.validation import validate
 
 LOG = "log.jsonl"
@@ -125,13 +127,15 @@ def forward_backward(
     autocast_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
     teacher_forcing: bool = False,
+    teacher_mask: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Accumulate the gradient of one optimizer step over `micro_batches` into `.grad`.
 
     Each micro-batch's loss is weighted by its share of the samples, so k micro-batches of
     size b give the gradient of one batch of k*b (exactly, for a per-sample mean loss).
     With DDP, gradients are synchronized only on the last micro-batch. With
-    `teacher_forcing`, the model uses the ground-truth mask instead of predicting one.
+    `teacher_forcing`, the model uses the ground-truth mask (through `teacher_mask`, which
+    may widen it) instead of predicting one.
     Returns the sample-weighted means of the loss and its parts (detached tensors).
     """
     total_samples = sum(int(batch["blur"].shape[0]) for batch in micro_batches)
@@ -154,7 +158,11 @@ def forward_backward(
                 else contextlib.nullcontext()
             )
             with autocast:
-                output = model(blur, mask=gt_mask) if teacher_forcing else model(blur)
+                if teacher_forcing:
+                    forced = teacher_mask(gt_mask) if teacher_mask is not None else gt_mask
+                    output = model(blur, mask=forced)
+                else:
+                    output = model(blur)
             # Motion ground truth only when the data carries it (the trajectory term), so
             # losses without that argument keep working.
             extra = {}
@@ -266,6 +274,16 @@ class Trainer:
         model = create_model(model_section.name, **model_section.overrides)
         if model_section.init_weights is not None and not resuming:
             load_weights_into(model, model_section.init_weights, model_section.name)
+        names = [name for name, _ in model.named_parameters()]
+        for prefix in model_section.frozen:
+            matched = [name for name in names if name == prefix or name.startswith(prefix + ".")]
+            if not matched:
+                raise ConfigError(
+                    f"model.frozen: no parameter of {model_section.name} under {prefix!r}"
+                )
+            for name, parameter in model.named_parameters():
+                if name in matched:
+                    parameter.requires_grad_(False)
         return model
 
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -555,6 +573,11 @@ class Trainer:
                     autocast_dtype,
                     scaler,
                     teacher_forcing=step < config.teacher_forcing_steps,
+                    teacher_mask=functools.partial(
+                        widen_teacher_mask,
+                        max_dilation=config.teacher_mask.max_dilation,
+                        false_blob_probability=config.teacher_mask.false_blob_probability,
+                    ),
                 )
                 if scaler is not None:
                     scaler.unscale_(optimizer)
