@@ -10,8 +10,9 @@ or has a trunk of its own), so the predictor learns from the mask loss alone. On
 tens of steps per second on one core instead of ~0.5 inside the full model.
 
 Two sources of training images:
-- `--pool DIR`: crops of the frames of an `m2aenet synth` folder, most of them uniform (so the
-  predictor sees photos' real share of blur, 6-8%, not the restoration crops' ~50%), with
+- `--pool DIR` (repeatable): crops of the frames of `m2aenet synth` folders, most of them
+  uniform (so the predictor sees photos' real share of blur, 6-8%, not the restoration
+  crops' ~50%; camera-shake folders teach it to mark whole frames), with
   sharp-labelled look-alikes of blur (`data.hard_negatives`: defocus, dark, noise, JPEG, gray);
 - no `--pool`: on-the-fly synthetic crops (the stage-1 recipe).
 `--val DIR` scores the predictor on full frames as the model uses it (hard mask at the model's
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
+from torch.utils.data import ConcatDataset
 
 from m2aenet.atomic import atomic_path
 from m2aenet.checkpoint import load_state_dict, resolve_weights
@@ -59,13 +61,18 @@ class Batches:
         self.step = 0
         self.generator = torch.Generator().manual_seed(args.seed)
         self.seed = args.seed
-        if args.pool is not None:
-            self.crops = BlurCentredCrops(
-                args.pool,
-                args.crop,
-                crops_per_frame=1,
-                centred_fraction=args.centred_fraction,
-                hard_negatives=HardNegatives() if args.hard_negatives else None,
+        if args.pool:
+            self.crops = ConcatDataset(
+                [
+                    BlurCentredCrops(
+                        root,
+                        args.crop,
+                        crops_per_frame=1,
+                        centred_fraction=args.centred_fraction,
+                        hard_negatives=HardNegatives() if args.hard_negatives else None,
+                    )
+                    for root in args.pool
+                ]
             )
             self.tensors = None
         else:
@@ -176,7 +183,9 @@ def main() -> None:
     parser.add_argument("--context-depth", type=int, default=0, help="context branch convs")
     parser.add_argument("--init", help="start from the predictor in these model weights")
     parser.add_argument("--out", type=Path, required=True, help="write the trained predictor")
-    parser.add_argument("--pool", type=Path, help="synth folder with masks to crop from")
+    parser.add_argument(
+        "--pool", type=Path, action="append", default=[], help="synth folder(s) to crop from"
+    )
     parser.add_argument("--centred-fraction", type=float, default=0.25)
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false")
     parser.add_argument("--val", type=Path, action="append", default=[])

@@ -83,3 +83,38 @@ def test_training_time_leaves_out_stops(tmp_path: Path) -> None:
     times = [0.0, 10.0, 20.0, 20.0 + ship.IDLE_GAP_S + 1, 30.0 + ship.IDLE_GAP_S + 1]
     log.write_text("".join(json.dumps({"time": t}) + "\n" for t in times))
     assert ship.training_seconds(log) == pytest.approx(30.0)
+
+
+def test_predictor_training_on_a_pool_scores_and_writes_a_predictor(tmp_path: Path) -> None:
+    import numpy as np
+
+    from m2aenet.data.datasets import PairedImageDataset
+    from m2aenet.imageio import write_png
+
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        sharp = rng.uniform(0.1, 0.9, (64, 64, 3)).astype(np.float32)
+        mask = np.zeros((64, 64), np.float32)
+        mask[16:40, 8:30] = 1
+        blur = np.where(mask[..., None] > 0, sharp.mean(axis=(0, 1)), sharp)
+        for folder, image in (("sharp", sharp), ("blur", blur), ("mask", mask)):
+            write_png(tmp_path / "pool" / folder / f"f{index}.png", image)
+    pretrain = _script("pretrain_mask_predictor")
+    out = tmp_path / "predictor.safetensors"
+    args = pretrain.argparse.Namespace(
+        model="m2aenet-s", context_depth=1, init=None, out=out, pool=[tmp_path / "pool"],
+        centred_fraction=0.5, hard_negatives=True, val=[tmp_path / "pool"], threshold=0.5,
+        steps=3, minutes=None, samples=0, crop=32, batch=2, lr=1e-3, seed=0, threads=1,
+        report_every=2,
+    )  # fmt: skip
+    net = pretrain.train(args)
+    scores = pretrain.score(net, PairedImageDataset(tmp_path / "pool", require_mask=True), 0.5, 2)
+    assert 0.0 <= scores["iou"] <= 1.0 and scores["marked_over_true"] >= 0.0
+    # Everything marked: IoU is the true share of the frame, marked / true its inverse.
+    with torch.no_grad():
+        net.head.bias.fill_(50.0)
+    everything = pretrain.score(
+        net, PairedImageDataset(tmp_path / "pool", require_mask=True), 0.5, 2
+    )
+    assert everything["iou"] == pytest.approx(24 * 22 / 64**2)
+    assert everything["marked_over_true"] == pytest.approx(64**2 / (24 * 22))
