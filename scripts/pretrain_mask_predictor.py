@@ -121,14 +121,45 @@ def score(
     return {"iou": inter / max(union, 1), "marked_over_true": marked / max(true, 1)}
 
 
+def deepen_context(predictor: dict[str, torch.Tensor], net: MaskPredictor) -> dict:
+    """Map a shallower context branch's tensors onto `net`'s deeper one.
+
+    The branch is `Sequential(down conv, ReLU, (3x3 conv, ReLU) x depth, 1x1 conv)`: existing
+    convs keep their places, the final 1x1 moves to the end, and each added 3x3 conv is the
+    identity (centre tap = I, zero bias). Its input is a ReLU output (>= 0), so conv + ReLU
+    passes it through unchanged: the deeper predictor starts as the shallower one.
+    """
+    convs = sorted({int(k.split(".")[2]) for k in predictor if k.startswith("context.layers.")})
+    if net.context is None or not convs:
+        return predictor
+    layers = net.context.layers
+    source_depth, target_depth = (convs[-1] - 2) // 2, (len(layers) - 3) // 2
+    if source_depth >= target_depth:
+        return predictor
+    mapped = {k: v for k, v in predictor.items() if not k.startswith("context.layers.")}
+    for key, value in predictor.items():
+        if key.startswith("context.layers."):
+            index = int(key.split(".")[2])
+            index = 2 + 2 * target_depth if index == convs[-1] else index
+            mapped[f"context.layers.{index}.{key.split('.')[3]}"] = value
+    for depth in range(source_depth, target_depth):
+        conv = layers[2 + 2 * depth]
+        weight = torch.zeros_like(conv.weight)
+        weight[:, :, 1, 1] = torch.eye(weight.shape[0])
+        mapped[f"context.layers.{2 + 2 * depth}.weight"] = weight
+        mapped[f"context.layers.{2 + 2 * depth}.bias"] = torch.zeros_like(conv.bias)
+    return mapped
+
+
 def initial_weights(net: MaskPredictor, source: str) -> None:
     """Start from the predictor inside a model's weights (a shipped name or a file).
 
-    The context branch may be new: it starts at zero, so the warm-started predictor begins
-    exactly where the model's was.
+    The context branch may be new (it starts at zero) or deeper (`deepen_context`): either
+    way the warm-started predictor begins exactly where the model's was.
     """
     state = load_state_dict(resolve_weights(source))
     predictor = {k.removeprefix(PREFIX): v for k, v in state.items() if k.startswith(PREFIX)}
+    predictor = deepen_context(predictor, net)
     try:
         missing, unexpected = net.load_state_dict(predictor, strict=False)
     except RuntimeError as error:  # shapes

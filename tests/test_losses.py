@@ -14,6 +14,7 @@ from m2aenet.losses import (
     canonical_direction,
     charbonnier,
     dice_loss,
+    log_mse,
     mask_loss,
     reblur_loss,
     trajectory_error,
@@ -169,3 +170,28 @@ def test_marked_weight_scores_a_restored_sharp_pixel_like_a_blurred_one() -> Non
         config = LossConfig(background_weight=0.1, marked_weight=marked_weight, charbonnier_eps=eps)
         parts = M2AENetLoss(config)(_output(image, prob), sharp, sharp, gt_mask)[1]
         assert parts["rec"].item() == pytest.approx(expected(weight_at_error), rel=1e-5)
+
+
+def test_psnr_reconstruction_is_minus_the_mean_per_sample_psnr() -> None:
+    sharp = torch.zeros(2, 3, 8, 8)
+    image = sharp.clone()
+    image[0] += 0.1  # MSE 1e-2: 20 dB
+    image[1] += 0.01  # MSE 1e-4: 40 dB
+    weight = torch.ones(2, 1, 8, 8)
+    value = log_mse(image, sharp, weight, eps=0.0)
+    assert value.item() == pytest.approx(-(20.0 + 40.0) / 2, rel=1e-5)
+    # Weighted: an error where the weight is 0 does not count.
+    weight[1, :, :4] = 0
+    image[1, :, :4] += 0.5
+    assert log_mse(image, sharp, weight, eps=0.0).item() == pytest.approx(-30.0, rel=1e-5)
+    # Through the combined loss, with the masked weights, the nearly sharp sample dominates
+    # the gradient: its error is 10x smaller, its gradient per pixel 10x larger.
+    image = (sharp + torch.tensor([0.1, 0.01]).view(2, 1, 1, 1)).requires_grad_()
+    prob = torch.ones(2, 1, 8, 8)
+    config = LossConfig(reconstruction="psnr", reblur_weight=0.0, mask_weight=0.0)
+    total, _ = M2AENetLoss(config)(_output(image, prob), sharp, sharp, torch.ones(2, 1, 8, 8))
+    total.backward()
+    ratio = image.grad[1].abs().mean() / image.grad[0].abs().mean()
+    assert ratio.item() == pytest.approx(10.0, rel=1e-3)
+    with pytest.raises(ConfigError, match="loss.reconstruction"):
+        LossConfig(reconstruction="l2")

@@ -118,3 +118,19 @@ def test_predictor_training_on_a_pool_scores_and_writes_a_predictor(tmp_path: Pa
     )
     assert everything["iou"] == pytest.approx(24 * 22 / 64**2)
     assert everything["marked_over_true"] == pytest.approx(64**2 / (24 * 22))
+
+
+def test_a_deeper_context_branch_starts_as_the_shallower_one(tmp_path: Path) -> None:
+    pretrain = _script("pretrain_mask_predictor")
+    torch.manual_seed(0)
+    shallow = MaskPredictor(8, 1, context_depth=2)
+    with torch.no_grad():
+        for parameter in shallow.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.2)  # a non-zero branch
+    path = _predictor_file(tmp_path / "shallow.safetensors", shallow)
+    deep = MaskPredictor(8, 1, context_depth=4)
+    pretrain.initial_weights(deep, str(path))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (shallow(x)[0] - deep(x)[0]).abs().max() < 1e-5
+        assert shallow.context(torch.rand(2, 8, 16, 16)).abs().sum() > 0
