@@ -214,26 +214,28 @@ def test_two_accumulated_micro_batches_give_the_gradient_of_one_batch() -> None:
     assert all(g.abs().sum() > 0 for g in gradient_whole)
 
 
+class MaskRecorder(torch.nn.Module):
+    """The tiny model, keeping every `mask` argument it was called with in `seen`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = train_helpers.tiny_model(batchnorm=False)
+        self.seen: list[torch.Tensor | None] = []
+
+    def forward(self, x, mask=None):
+        self.seen.append(mask)
+        return self.inner(x, mask=mask)
+
+
 def test_teacher_forcing_feeds_the_ground_truth_mask() -> None:
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = train_helpers.tiny_model(batchnorm=False)
-
-        def forward(self, x, mask=None):
-            seen.append(mask)
-            return self.inner(x, mask=mask)
-
     from m2aenet.losses import LossConfig, M2AENetLoss
 
-    model, loss_fn = Recorder(), M2AENetLoss(LossConfig())
+    model, loss_fn = MaskRecorder(), M2AENetLoss(LossConfig())
     sample = TinyPairs(1, 16)[0]
     batch = {k: sample[k][None] for k in ("blur", "sharp", "mask")}
     forward_backward(model, loss_fn, [batch], torch.device("cpu"), teacher_forcing=True)
     forward_backward(model, loss_fn, [batch], torch.device("cpu"), teacher_forcing=False)
-    assert torch.equal(seen[0], batch["mask"]) and seen[1] is None
+    assert torch.equal(model.seen[0], batch["mask"]) and model.seen[1] is None
 
 
 def test_amp_choices_on_cpu(tmp_path: Path) -> None:
@@ -369,17 +371,6 @@ def test_frozen_parameters_do_not_move_and_a_wrong_prefix_is_named(tmp_path: Pat
 
 
 def test_teacher_forcing_widens_the_mask_when_asked() -> None:
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = train_helpers.tiny_model(batchnorm=False)
-
-        def forward(self, x, mask=None):
-            seen.append(mask)
-            return self.inner(x, mask=mask)
-
     from m2aenet.losses import LossConfig, M2AENetLoss
     from m2aenet.train.teacher_mask import widen_teacher_mask
 
@@ -387,10 +378,11 @@ def test_teacher_forcing_widens_the_mask_when_asked() -> None:
     batch = {k: sample[k][None] for k in ("blur", "sharp", "mask")}
     widen = functools.partial(widen_teacher_mask, max_dilation=3, false_blob_probability=0.0)
     torch.manual_seed(1)
+    model = MaskRecorder()
     for _ in range(4):
         forward_backward(
-            Recorder(), M2AENetLoss(LossConfig()), [batch], torch.device("cpu"),
+            model, M2AENetLoss(LossConfig()), [batch], torch.device("cpu"),
             teacher_forcing=True, teacher_mask=widen,
         )  # fmt: skip
-    assert all((mask >= batch["mask"]).all() for mask in seen)
-    assert any((mask > batch["mask"]).any() for mask in seen)
+    assert all((mask >= batch["mask"]).all() for mask in model.seen)
+    assert any((mask > batch["mask"]).any() for mask in model.seen)
