@@ -1,7 +1,8 @@
 r"""M2AENet: motion-aware adaptive pixel pruning for local motion deblurring.
 
     x --pad--> mask predictor (1/4 res) --> p, M = dilate(p > tau, r)
-           \-> motion analyzer (1/4 res U-Net on predictor features and p) --> motion, context
+           \-> motion analyzer (1/4 res U-Net on its own stem's or the predictor's features
+               and p) --> motion, context
            \-> pixel-unshuffle by s --> stem (per-position linear)
                --> N prunable blocks y = x + M_s * F(x) --> head --> pixel-shuffle by s
     out = x + M * body(x),   M_s = maxpool(M, s): a body position is kept if any of its s x s
@@ -209,8 +210,17 @@ class M2AENet(nn.Module):
     def _predict_mask(
         self, padded: torch.Tensor, height: int, width: int, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits at 1/4, predictor features, p at full size, hard mask at full size)."""
-        logits, features = self.mask_predictor(padded)
+        """(logits at 1/4, what the analyzer's features come from, p and hard mask at full size).
+
+        With an analyzer stem that is the trunk input, computed once for both trunks. Without,
+        it is the predictor's features, read detached: the restoration and motion gradients
+        flowing back into the small predictor drowned its mask loss (mask loss 1.43 -> 1.34 in
+        600 steps, nothing predicted at step 500), while the predictor trained on its own loss
+        finds blur within ~1000 steps (docs/decisions.md).
+        """
+        inputs = trunk_input(padded)
+        logits, features = self.mask_predictor(padded, inputs)
+        source = inputs if self.analyzer_stem is not None else features.detach()
         prob = blur_probability(logits, padded.shape[-2:])
         pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
         if mask is None:
@@ -220,7 +230,7 @@ class M2AENet(nn.Module):
             hard = F.pad(hard[..., :height, :width], pad)
         else:
             hard = F.pad((mask > 0.5).to(padded.dtype), pad)
-        return logits, features, prob, hard
+        return logits, source, prob, hard
 
     def _check_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
@@ -245,7 +255,7 @@ class M2AENet(nn.Module):
         if self.deployed:
             with torch.no_grad():
                 return self._forward_deploy(x, padded, mask)
-        logits, features, prob, hard = self._predict_mask(padded, height, width, mask)
+        logits, source, prob, hard = self._predict_mask(padded, height, width, mask)
         used = straight_through(hard, prob) if mask is None else hard  # (B, 1, Hp, Wp)
         if not self.training and not bool(hard.any()):
             # Nothing blurred: the output is the input and the rest of the network is skipped.
@@ -254,7 +264,7 @@ class M2AENet(nn.Module):
             # (and every parameter gets a gradient, as distributed training requires).
             return self._unchanged(x, used, prob, height, width)
         motion, context = self.analyzer(
-            self._analyzer_features(padded, features), torch.sigmoid(logits).detach()
+            self._analyzer_features(source), torch.sigmoid(logits).detach()
         )
         image, trajectory = self._dense_body(padded, used, motion, context)
         return ModelOutput(
@@ -264,17 +274,10 @@ class M2AENet(nn.Module):
             trajectory=trajectory[..., :height, :width],
         )
 
-    def _analyzer_features(self, padded: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
-        """What the motion analyzer reads: its own trunk's features, or the predictor's.
-
-        The predictor's are read detached: the restoration and motion gradients flowing back
-        into the small predictor drowned its mask loss (mask loss 1.43 -> 1.34 in 600 steps,
-        nothing predicted at step 500), while the predictor trained on its own loss finds blur
-        within ~1000 steps (docs/decisions.md).
-        """
-        if self.analyzer_stem is not None:
-            return self.analyzer_stem(trunk_input(padded))
-        return predictor.detach()
+    def _analyzer_features(self, source: torch.Tensor) -> torch.Tensor:
+        """What the motion analyzer reads, from `_predict_mask`'s source: its own trunk's
+        features, or the predictor's."""
+        return self.analyzer_stem(source) if self.analyzer_stem is not None else source
 
     def _trajectory_lowres(self, motion: torch.Tensor) -> torch.Tensor:
         """(B, K, 2, h, w) trajectory at the analyzer's resolution from motion (B, 4, h, w)."""
@@ -363,7 +366,7 @@ class M2AENet(nn.Module):
     ) -> ModelOutput:
         batch, _, height, width = x.shape
         padded_h, padded_w = padded.shape[-2:]
-        logits, features, prob, hard = self._predict_mask(padded, height, width, mask)
+        logits, source, prob, hard = self._predict_mask(padded, height, width, mask)
         if self.executor == "dense":
             # No data-dependent sizes on this path, so it traces for ONNX export; an empty mask
             # still gives x exactly, through `x + M * F(x)`.
@@ -374,9 +377,7 @@ class M2AENet(nn.Module):
             if kept.count == 0:
                 self.last_executor = "none"
                 return self._unchanged(x, hard, prob, height, width)
-        motion, context = self.analyzer(
-            self._analyzer_features(padded, features), torch.sigmoid(logits)
-        )
+        motion, context = self.analyzer(self._analyzer_features(source), torch.sigmoid(logits))
         executor = self.executor
         if executor == "auto":
             tiled_area, tiled_kept = tile_statistics(body_hard, self.tile_size, self.tile_min_fill)

@@ -66,20 +66,27 @@ def trunk_input(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, 4.0 * gradient_magnitudes(x)], dim=1)
 
 
-def feature_trunk(width: int, depth: int) -> nn.Sequential:
-    """4x4 patches by one strided conv, then `depth` dilated 3x3 convs, at 1/4 resolution.
-
-    The full-resolution cost is a few MACs per pixel; the dilations (1, 2, 4, 8) let the
-    convs judge blur from context. Reads `trunk_input(x)`.
-    """
-    layers: list[nn.Module] = [nn.Conv2d(5, width, 4, stride=4), nn.ReLU(inplace=True)]
+def dilated_convs(width: int, depth: int) -> list[nn.Module]:
+    """`depth` (3x3 conv, ReLU) pairs of `width` channels, dilations 1, 2, 4, 8, 8, ..."""
+    layers: list[nn.Module] = []
     for index in range(depth):
         dilation = 2 ** min(index, 3)
         layers += [
             nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation),
             nn.ReLU(inplace=True),
         ]
-    return nn.Sequential(*layers)
+    return layers
+
+
+def feature_trunk(width: int, depth: int) -> nn.Sequential:
+    """4x4 patches by one strided conv, then `depth` dilated 3x3 convs, at 1/4 resolution.
+
+    The full-resolution cost is a few MACs per pixel; the dilations (1, 2, 4, 8) let the
+    convs judge blur from context. Reads `trunk_input(x)`.
+    """
+    return nn.Sequential(
+        nn.Conv2d(5, width, 4, stride=4), nn.ReLU(inplace=True), *dilated_convs(width, depth)
+    )
 
 
 class ContextBranch(nn.Module):
@@ -95,14 +102,12 @@ class ContextBranch(nn.Module):
     def __init__(self, width: int, depth: int) -> None:
         super().__init__()
         wide = 2 * width
-        layers: list[nn.Module] = [nn.Conv2d(width, wide, 2, stride=2), nn.ReLU(inplace=True)]
-        for index in range(depth):
-            dilation = 2 ** min(index, 3)
-            layers += [
-                nn.Conv2d(wide, wide, 3, padding=dilation, dilation=dilation),
-                nn.ReLU(inplace=True),
-            ]
-        layers.append(nn.Conv2d(wide, width, 1))
+        layers: list[nn.Module] = [
+            nn.Conv2d(width, wide, 2, stride=2),
+            nn.ReLU(inplace=True),
+            *dilated_convs(wide, depth),
+            nn.Conv2d(wide, width, 1),
+        ]
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
         self.layers = nn.Sequential(*layers)
@@ -129,8 +134,11 @@ class MaskPredictor(nn.Module):
         self.context = ContextBranch(width, context_depth) if context_depth > 0 else None
         self.head = nn.Conv2d(width, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(trunk_input(x))
+    def forward(
+        self, x: torch.Tensor, inputs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`inputs`: `trunk_input(x)`, when the caller has computed it already (to share it)."""
+        features = self.features(trunk_input(x) if inputs is None else inputs)
         if self.context is not None:
             features = self.context(features)
         return self.head(features), features

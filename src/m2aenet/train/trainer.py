@@ -274,16 +274,18 @@ class Trainer:
         model = create_model(model_section.name, **model_section.overrides)
         if model_section.init_weights is not None and not resuming:
             load_weights_into(model, model_section.init_weights, model_section.name)
-        names = [name for name, _ in model.named_parameters()]
         for prefix in model_section.frozen:
-            matched = [name for name in names if name == prefix or name.startswith(prefix + ".")]
+            matched = [
+                parameter
+                for name, parameter in model.named_parameters()
+                if name == prefix or name.startswith(prefix + ".")
+            ]
             if not matched:
                 raise ConfigError(
                     f"model.frozen: no parameter of {model_section.name} under {prefix!r}"
                 )
-            for name, parameter in model.named_parameters():
-                if name in matched:
-                    parameter.requires_grad_(False)
+            for parameter in matched:
+                parameter.requires_grad_(False)
         return model
 
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -561,6 +563,11 @@ class Trainer:
         if config.time_limit_minutes is not None:
             deadline = time.monotonic() + 60.0 * config.time_limit_minutes
         sums: dict[str, torch.Tensor] = {}
+        teacher_mask = functools.partial(
+            widen_teacher_mask,
+            max_dilation=config.teacher_mask.max_dilation,
+            false_blob_probability=config.teacher_mask.false_blob_probability,
+        )
         with bar:
             while step < config.steps:
                 micro_batches = [next(batches) for _ in range(config.optim.accumulation)]
@@ -573,11 +580,7 @@ class Trainer:
                     autocast_dtype,
                     scaler,
                     teacher_forcing=step < config.teacher_forcing_steps,
-                    teacher_mask=functools.partial(
-                        widen_teacher_mask,
-                        max_dilation=config.teacher_mask.max_dilation,
-                        false_blob_probability=config.teacher_mask.false_blob_probability,
-                    ),
+                    teacher_mask=teacher_mask,
                 )
                 if scaler is not None:
                     scaler.unscale_(optimizer)
