@@ -35,6 +35,16 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     return path, threshold
 
 
+def _input_folder(tmp_path: Path, pictures: dict[str, int]) -> Path:
+    """tmp_path/in holding `_picture(seed)` under each name (JPEGs at quality 95)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, seed in pictures.items():
+        extra = {"quality": 95} if name.endswith(".jpg") else {}
+        Image.fromarray(_picture(seed)).save(inputs / name, **extra)
+    return inputs
+
+
 def _deblur(weights: tuple[Path, float], *arguments: str | Path) -> int:
     path, threshold = weights
     argv = [
@@ -167,10 +177,7 @@ def test_output_folder_equal_to_the_input_folder_is_refused_before_any_work(
 def test_existing_outputs_are_skipped_without_overwrite(
     weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    Image.fromarray(_picture(1)).save(inputs / "a.png")
-    Image.fromarray(_picture(2)).save(inputs / "b.png")
+    inputs = _input_folder(tmp_path, {"a.png": 1, "b.png": 2})
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"keep me")
@@ -224,11 +231,8 @@ def test_bad_weights_are_refused_with_a_message(
 def test_torchrun_processes_share_the_files_each_exactly_once(
     weights: tuple[Path, float], tmp_path: Path
 ) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
     names = [f"img{index}.png" for index in range(5)]
-    for index, name in enumerate(names):
-        Image.fromarray(_picture(index)).save(inputs / name)
+    inputs = _input_folder(tmp_path, {name: index for index, name in enumerate(names)})
     path, threshold = weights
     torchrun(
         "-m", "m2aenet", "deblur", str(inputs), "-o", str(tmp_path / "out"),
@@ -264,9 +268,7 @@ def test_exif_orientation_is_applied_to_output_and_mask(
 def test_a_mask_left_by_an_interrupted_run_does_not_mark_the_image_done(
     weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    inputs = _input_folder(tmp_path, {"a.png": 1})
     out = tmp_path / "out"
     out.mkdir()
     # What a run stopped between writing the mask and the image leaves behind.
@@ -314,9 +316,7 @@ def test_png_data_named_jpg_is_written_with_a_warning(
 def test_json_dash_writes_the_summary_to_standard_output_only(
     weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    Image.fromarray(_picture(1)).save(inputs / "a.png")
+    inputs = _input_folder(tmp_path, {"a.png": 1})
     assert _deblur(weights, inputs, "-o", tmp_path / "out", "--json", "-") == 0
     captured = capsys.readouterr()
     document = json.loads(captured.out)  # nothing else on stdout
@@ -326,10 +326,7 @@ def test_json_dash_writes_the_summary_to_standard_output_only(
 
 
 def test_compare_writes_one_picture_per_image(weights: tuple[Path, float], tmp_path: Path) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    Image.fromarray(_picture(1)).save(inputs / "a.png")
-    Image.fromarray(_picture(2)).save(inputs / "b.jpg", quality=95)
+    inputs = _input_folder(tmp_path, {"a.png": 1, "b.jpg": 2})
     out = tmp_path / "out"
     assert _deblur(weights, inputs, "-o", out, "--compare") == 0
     assert sorted(path.name for path in out.iterdir()) == [
