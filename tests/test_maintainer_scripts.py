@@ -134,3 +134,26 @@ def test_a_deeper_context_branch_starts_as_the_shallower_one(tmp_path: Path) -> 
     with torch.no_grad():
         assert (shallow(x)[0] - deep(x)[0]).abs().max() < 1e-5
         assert shallow.context(torch.rand(2, 8, 16, 16)).abs().sum() > 0
+
+
+def test_deepening_the_body_keeps_every_output_until_training_moves_it(tmp_path: Path) -> None:
+    deepen = _script("deepen_body")
+    torch.manual_seed(0)
+    old = create_model("m2aenet-s", **SMALL)
+    with torch.no_grad():  # trained-looking blocks: a zero last layer would hide a mix-up
+        for parameter in old.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    save_model(tmp_path / "old.safetensors", old, {"step": 5})
+    old = load_model(tmp_path / "old.safetensors")
+    new = deepen.deepen(str(tmp_path / "old.safetensors"), SMALL["num_blocks"] + 3)
+    assert len(new.blocks) == SMALL["num_blocks"] + 3
+    x = torch.rand(1, 3, 32, 40)
+    mask = (torch.rand(1, 1, 32, 40) > 0.5).float()
+    with torch.no_grad():
+        for m in (None, mask):
+            assert torch.allclose(new(x, mask=m).image, old(x, mask=m).image, atol=1e-6)
+        new.reparameterize()
+        old.reparameterize()
+        assert torch.allclose(new(x, mask=mask).image, old(x, mask=mask).image, atol=1e-5)
+    with pytest.raises(SystemExit, match="already has"):
+        deepen.deepen(str(tmp_path / "old.safetensors"), 1)
