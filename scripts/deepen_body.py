@@ -1,4 +1,4 @@
-"""Append blocks to an M2AENet body that start as the identity, so training resumes from the same function.
+"""Append identity-initialized blocks to an M2AENet body: training resumes from the same function.
 
     python scripts/deepen_body.py WEIGHTS --blocks 10 --out NEW.safetensors
 
