@@ -157,3 +157,22 @@ def test_deepening_the_body_keeps_every_output_until_training_moves_it(tmp_path:
         assert torch.allclose(new(x, mask=mask).image, old(x, mask=mask).image, atol=1e-5)
     with pytest.raises(SystemExit, match="already has"):
         deepen.deepen(str(tmp_path / "old.safetensors"), 1)
+
+
+def test_extra_photos_take_one_size_per_wallpaper_and_skip_placeholders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    collect = _script("collect_extra_photos")
+    images = tmp_path / "wallpapers" / "Kite" / "contents" / "images"
+    images.mkdir(parents=True)
+    for width in (1280, 3840, 5120):
+        Image.new("RGB", (width // 64, 10), (width % 256, 0, 0)).save(images / f"{width}x10.png")
+    gnome = tmp_path / "gnome"
+    gnome.mkdir()
+    (gnome / "vnc-d.webp").write_bytes(b"x" * 10)
+    monkeypatch.setattr(collect, "PLASMA", tmp_path / "wallpapers")
+    monkeypatch.setattr(collect, "GNOME", gnome)
+    assert collect.plasma_pictures() == {"plasma-Kite": images / "3840x10.png"}
+    assert collect.gnome_pictures() == {}
