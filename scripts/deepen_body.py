@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from m2aenet.checkpoint import load_model, model_record, read_record, resolve_weights, save_model
+from m2aenet.checkpoint import load_model, save_derived_model
 from m2aenet.registry import create_model
 
 
@@ -39,11 +39,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     model = deepen(args.weights, args.blocks)
-    source = read_record(resolve_weights(args.weights))
-    extra = {key: value for key, value in source.items() if key not in model_record(model)}
-    extra["made_by"] = f"deepen_body {args.weights} --blocks {args.blocks}"
-    extra.pop("source", None)
-    print(f"wrote {save_model(args.out, model, extra)}")
+    made_by = f"deepen_body {args.weights} --blocks {args.blocks}"
+    print(f"wrote {save_derived_model(args.out, model, args.weights, made_by)}")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from m2aenet.checkpoint import (
-    load_model,
-    model_record,
-    read_record,
-    resolve_weights,
-    save_model,
-)
+from m2aenet.checkpoint import load_model, save_derived_model
 from m2aenet.registry import create_model
 
 PREFIX = "mask_predictor."
@@ -69,12 +63,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     model = swap(args.weights, args.predictor)
-    # The source's training record (step, metrics, command) stays; the swap is added to it.
-    source = read_record(resolve_weights(args.weights))
-    extra = {key: value for key, value in source.items() if key not in model_record(model)}
-    extra["made_by"] = f"swap_mask_predictor {args.weights} {args.predictor}"
-    extra.pop("source", None)
-    path = save_model(args.out, model, extra)
+    path = save_derived_model(
+        args.out, model, args.weights, f"swap_mask_predictor {args.weights} {args.predictor}"
+    )
     print(f"wrote {path}")
 
 

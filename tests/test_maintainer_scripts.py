@@ -176,3 +176,18 @@ def test_extra_photos_take_one_size_per_wallpaper_and_skip_placeholders(
     monkeypatch.setattr(collect, "GNOME", gnome)
     assert collect.plasma_pictures() == {"plasma-Kite": images / "3840x10.png"}
     assert collect.gnome_pictures() == {}
+
+
+def test_derived_weights_keep_the_source_record_and_say_what_was_done(tmp_path: Path) -> None:
+    from m2aenet.checkpoint import read_record, save_derived_model
+
+    deepen = _script("deepen_body")
+    _checkpoint(tmp_path)
+    model = deepen.deepen(str(tmp_path / "ema.safetensors"), SMALL["num_blocks"] + 1)
+    path = save_derived_model(
+        tmp_path / "deep.safetensors", model, tmp_path / "ema.safetensors", "x"
+    )
+    record = read_record(path)
+    assert record["step"] == 5 and record["made_by"] == "x"
+    assert record["model_config"]["num_blocks"] == SMALL["num_blocks"] + 1
+    assert len(load_model(path).blocks) == SMALL["num_blocks"] + 1

@@ -70,6 +70,21 @@ def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None 
     return path
 
 
+def save_derived_model(
+    path: str | Path, model: nn.Module, source: str | Path, made_by: str
+) -> Path:
+    """Save weights made from `source` weights (a swap, a surgery), keeping its training record.
+
+    The source's record (step, metrics, command) stays, minus what describes the model itself;
+    `made_by` says what was done to it.
+    """
+    record = read_record(resolve_weights(source))
+    extra = {key: value for key, value in record.items() if key not in model_record(model)}
+    extra.pop("source", None)
+    extra["made_by"] = made_by
+    return save_model(path, model, extra)
+
+
 def read_record(weights_path: Path) -> dict[str, Any]:
     """The architecture record of a weights file: sidecar JSON if present, else its metadata."""
     from safetensors import safe_open
