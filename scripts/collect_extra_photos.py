@@ -37,9 +37,10 @@ def plasma_pictures() -> dict[str, Path]:
         sizes = [
             (int(match[1]), path)
             for path in folder.iterdir()
-            if path.suffix in (".jpg", ".png") and (match := SIZE.match(path.stem))
+            if path.suffix in (".jpg", ".png")
+            and (match := SIZE.match(path.stem))
+            and int(match[1]) <= MAX_WIDTH
         ]
-        sizes = [(width, path) for width, path in sizes if width <= MAX_WIDTH]
         if sizes:
             chosen[f"plasma-{folder.parents[1].name}"] = max(sizes)[1]
     return chosen

@@ -78,8 +78,9 @@ def save_derived_model(
     The source's record (step, metrics, command) stays, minus what describes the model itself;
     `made_by` says what was done to it.
     """
+    own = model_record(model)
     record = read_record(resolve_weights(source))
-    extra = {key: value for key, value in record.items() if key not in model_record(model)}
+    extra = {key: value for key, value in record.items() if key not in own}
     extra.pop("source", None)
     extra["made_by"] = made_by
     return save_model(path, model, extra)
