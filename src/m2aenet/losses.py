@@ -52,6 +52,10 @@ class LossConfig:
     reblur_density: points inserted per trajectory segment before re-blurring, so a
         trajectory of few points still spreads the image along the whole path.
     dice_smooth: additive smoothing of the Dice ratio, in pixels.
+    reblur_scale: the reblur and motion terms are computed at 1/s of the resolution (images
+        box-downsampled, trajectories in the smaller pixels, masks max-pooled): s^2 fewer
+        bilinear samples, which at full resolution were a third of a training step of the
+        multi-scale body (docs/training.md, issue 18).
     """
 
     reconstruction: Literal["charbonnier", "psnr"] = "charbonnier"
@@ -66,6 +70,7 @@ class LossConfig:
     mask_dilation: int = 4
     reblur_density: int = 4
     dice_smooth: float = 1.0
+    reblur_scale: int = 1
 
     def __post_init__(self) -> None:
         for key in (
@@ -81,6 +86,8 @@ class LossConfig:
             )
         if self.charbonnier_eps <= 0:
             raise ConfigError(f"loss.charbonnier_eps must be > 0, got {self.charbonnier_eps}")
+        if self.reblur_scale < 1:
+            raise ConfigError(f"loss.reblur_scale must be >= 1, got {self.reblur_scale}")
         if self.reblur_density < 1:
             raise ConfigError(f"loss.reblur_density must be >= 1, got {self.reblur_density}")
 
@@ -124,8 +131,19 @@ def reblur_loss(
     trajectory: torch.Tensor,
     mask: torch.Tensor,
     density: int = 1,
+    scale: int = 1,
 ) -> torch.Tensor:
-    """Mean |reblur(image, trajectory) - blur| over the pixels where mask (B, 1, H, W) is 1."""
+    """Mean |reblur(image, trajectory) - blur| over the pixels where mask (B, 1, H, W) is 1.
+
+    With `scale` s > 1 it is computed on s x s box-downsampled images, with the trajectory
+    averaged over the same cells and measured in their units, and the mask max-pooled.
+    """
+    if scale > 1:
+        image, blur = F.avg_pool2d(image, scale), F.avg_pool2d(blur, scale)
+        batch, points = trajectory.shape[:2]
+        trajectory = F.avg_pool2d(trajectory.flatten(1, 2), scale) / scale
+        trajectory = trajectory.view(batch, points, 2, *trajectory.shape[-2:])
+        mask = F.max_pool2d(mask, scale)
     reblurred = reblur(image, densify_trajectory(trajectory, density))
     return weighted_mean((reblurred - blur).abs(), mask)
 
@@ -199,7 +217,12 @@ class M2AENetLoss(nn.Module):
         # selects pixels here, its gradient comes from the other terms.
         restored = output.mask.detach()
         parts["reblur"] = reblur_loss(
-            output.image, blur, output.trajectory, restored, config.reblur_density
+            output.image,
+            blur,
+            output.trajectory,
+            restored,
+            config.reblur_density,
+            config.reblur_scale,
         )
         parts["mask"] = mask_loss(output.mask_prob, gt_mask, config.dice_smooth)
         total = (
@@ -209,7 +232,7 @@ class M2AENetLoss(nn.Module):
         )
         if config.motion_weight > 0:
             parts["motion"] = reblur_loss(
-                sharp, blur, output.trajectory, gt_mask, config.reblur_density
+                sharp, blur, output.trajectory, gt_mask, config.reblur_density, config.reblur_scale
             )
             total = total + config.motion_weight * parts["motion"]
         if config.trajectory_weight > 0 and gt_trajectory is not None:

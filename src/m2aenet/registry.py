@@ -20,7 +20,11 @@ _MODELS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {}
 
 # Modules that register models when imported; imported lazily on first lookup so that
 # `m2aenet --help` does not pay for building the model zoo.
-_MODEL_MODULES = ("m2aenet.models.m2aenet", "m2aenet.models.baselines")
+_MODEL_MODULES = (
+    "m2aenet.models.m2aenet",
+    "m2aenet.models.multiscale",
+    "m2aenet.models.baselines",
+)
 
 
 def register_model(name: str, config_type: type) -> Callable:

@@ -27,25 +27,16 @@ from torch import nn
 
 from m2aenet.errors import ConfigError
 from m2aenet.models.blocks import PrunableBlock, linear_rows
-from m2aenet.models.mask_predictor import (
-    MaskPredictor,
-    blur_probability,
-    feature_trunk,
-    hard_mask,
-    straight_through,
-    trunk_input,
+from m2aenet.models.frontend import (
+    SIZE_MULTIPLE,
+    MaskMotionFrontEnd,
+    add_cell_residual,
+    pad_to_multiple,
 )
-from m2aenet.models.motion import (
-    MotionAnalyzer,
-    motion_to_trajectory,
-    trajectory_grid,
-    trajectory_times,
-    upsample_trajectory,
-)
+from m2aenet.models.mask_predictor import straight_through
+from m2aenet.models.motion import trajectory_grid, upsample_trajectory
 from m2aenet.models.outputs import ModelOutput
 from m2aenet.models.sparse import (
-    EXECUTORS,
-    KeptPixels,
     choose_executor,
     find_kept_pixels,
     make_plan,
@@ -54,7 +45,7 @@ from m2aenet.models.sparse import (
 )
 from m2aenet.registry import register_model
 
-SIZE_MULTIPLE = 8  # inputs are padded to this (the analyzer works at 1/4 size and below)
+__all__ = ["M2AENet", "M2AENetConfig", "SIZE_MULTIPLE", "pad_to_multiple", "parameter_count"]
 
 
 @dataclass
@@ -145,35 +136,12 @@ class M2AENetBConfig(M2AENetConfig):
     analyzer_levels: int = 3
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad (B, C, H, W) on the right and bottom to multiples of `multiple` (reflect)."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    # Reflection needs more pixels than the padding; tiny inputs fall back to replication.
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
-class M2AENet(nn.Module):
+class M2AENet(MaskMotionFrontEnd):
     """The network; see the module docstring. Build it with `create_model("m2aenet-s")`."""
 
-    size_multiple = SIZE_MULTIPLE
-
     def __init__(self, config: M2AENetConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         channels = config.channels
-        self.mask_predictor = MaskPredictor(
-            config.mask_width, config.mask_depth, config.mask_context_depth
-        )
-        self.analyzer_stem = (
-            feature_trunk(config.mask_width, config.mask_depth) if config.analyzer_stem else None
-        )
-        self.analyzer = MotionAnalyzer(
-            config.mask_width, config.analyzer_width, config.analyzer_levels, config.motion_scale
-        )
         # Pointwise (a linear map on pixel rows): the stem runs at every body position, since
         # pruned blocks read block inputs anywhere along a trajectory, so it is kept to
         # 3 s^2 x C MACs per position; block 0 mixes space. (A 1x1 conv takes a slow path on
@@ -197,50 +165,9 @@ class M2AENet(nn.Module):
         # Start close to "output = input": the body then learns a residual.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
-        self.mask_threshold = config.mask_threshold
-        self.mask_dilation = config.mask_dilation
-        self.deployed = False
-        self.executor = "auto"
         self.tile_size = 16
         self.tile_min_fill = 0.5  # tiles less full than this go through the pixel path
         self.chunk_pixels = 65536  # pixels per executor step (larger was no faster here)
-        self.last_executor: str | None = None  # what the last deploy forward ran
-
-    # ------------------------------------------------------------------ shared pieces
-    def _predict_mask(
-        self, padded: torch.Tensor, height: int, width: int, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits at 1/4, what the analyzer's features come from, p and hard mask at full size).
-
-        With an analyzer stem that is the trunk input, computed once for both trunks. Without,
-        it is the predictor's features, read detached: the restoration and motion gradients
-        flowing back into the small predictor drowned its mask loss (mask loss 1.43 -> 1.34 in
-        600 steps, nothing predicted at step 500), while the predictor trained on its own loss
-        finds blur within ~1000 steps (docs/decisions.md).
-        """
-        inputs = trunk_input(padded)
-        logits, features = self.mask_predictor(padded, inputs)
-        source = inputs if self.analyzer_stem is not None else features.detach()
-        prob = blur_probability(logits, padded.shape[-2:])
-        pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
-        if mask is None:
-            hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)
-            # Padding pixels are never restored: they are cropped away anyway. Re-padding with
-            # zeros (not an in-place write to a possibly empty slice) keeps the graph exportable.
-            hard = F.pad(hard[..., :height, :width], pad)
-        else:
-            hard = F.pad((mask > 0.5).to(padded.dtype), pad)
-        return logits, source, prob, hard
-
-    def _check_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
-        if mask is not None:
-            expected = (x.shape[0], 1, *x.shape[2:])
-            if tuple(mask.shape) != expected:
-                raise ValueError(f"mask must have shape {expected}, got {tuple(mask.shape)}")
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> ModelOutput:
         """Deblur x (B, 3, H, W) in [0, 1]; `mask` (B, 1, H, W) {0, 1} overrides the predicted one.
@@ -263,9 +190,7 @@ class M2AENet(nn.Module):
             # straight-through gradient tells the predictor where restoring would have helped
             # (and every parameter gets a gradient, as distributed training requires).
             return self._unchanged(x, used, prob, height, width)
-        motion, context = self.analyzer(
-            self._analyzer_features(source), torch.sigmoid(logits).detach()
-        )
+        motion, context = self._analyze_motion(source, logits)
         image, trajectory = self._dense_body(padded, used, motion, context)
         return ModelOutput(
             image=image[..., :height, :width].contiguous(),
@@ -273,15 +198,6 @@ class M2AENet(nn.Module):
             mask_prob=prob[..., :height, :width],
             trajectory=trajectory[..., :height, :width],
         )
-
-    def _analyzer_features(self, source: torch.Tensor) -> torch.Tensor:
-        """What the motion analyzer reads, from `_predict_mask`'s source: its own trunk's
-        features, or the predictor's."""
-        return self.analyzer_stem(source) if self.analyzer_stem is not None else source
-
-    def _trajectory_lowres(self, motion: torch.Tensor) -> torch.Tensor:
-        """(B, K, 2, h, w) trajectory at the analyzer's resolution from motion (B, 4, h, w)."""
-        return motion_to_trajectory(motion, trajectory_times(self.config.trajectory_points, motion))
 
     def _dense_body(
         self, padded: torch.Tensor, mask: torch.Tensor, motion: torch.Tensor, context: torch.Tensor
@@ -328,38 +244,6 @@ class M2AENet(nn.Module):
         rows = linear_rows(cells.permute(0, 2, 3, 1).reshape(-1, values), self.stem)
         return rows.view(batch, height, width, -1)
 
-    def _add_residual(
-        self, image: torch.Tensor, hard: torch.Tensor, kept: KeptPixels, residual: torch.Tensor
-    ) -> None:
-        """Add the residual (n, 3 s^2) of kept body positions to `image` (B, 3, H, W) in place,
-        at the pixels of the padded hard mask `hard` only (as `x + M * R` does densely)."""
-        scale = self.body_scale
-        pixels = image.permute(0, 2, 3, 1)  # (B, H, W, 3) view
-        if scale == 1:
-            pixels.index_put_((kept.batch, kept.y, kept.x), residual, accumulate=True)
-            return
-        count = residual.shape[0]
-        # pixel_shuffle's order: value c * s^2 + i * s + j goes to pixel (s y + i, s x + j).
-        values = residual.view(count, 3, scale, scale).permute(0, 2, 3, 1)  # (n, s, s, 3)
-        offsets = torch.arange(scale, device=residual.device)
-        ys = (kept.y[:, None] * scale + offsets).view(count, scale, 1).expand(-1, -1, scale)
-        xs = (kept.x[:, None] * scale + offsets).view(count, 1, scale).expand(-1, scale, -1)
-        batch = kept.batch.view(count, 1, 1).expand(-1, scale, scale)
-        inside = hard[batch, 0, ys, xs] > 0  # (n, s, s); padding pixels are never masked
-        index = (batch[inside], ys[inside], xs[inside])
-        pixels.index_put_(index, values[inside], accumulate=True)
-
-    def _unchanged(
-        self, x: torch.Tensor, mask: torch.Tensor, prob: torch.Tensor, height: int, width: int
-    ) -> ModelOutput:
-        points = self.config.trajectory_points
-        return ModelOutput(
-            image=x.clone(),
-            mask=mask[..., :height, :width],
-            mask_prob=prob[..., :height, :width],
-            trajectory=x.new_zeros(x.shape[0], points, 2, height, width),
-        )
-
     # ------------------------------------------------------------------ deploy mode
     def _forward_deploy(
         self, x: torch.Tensor, padded: torch.Tensor, mask: torch.Tensor | None
@@ -377,7 +261,7 @@ class M2AENet(nn.Module):
             if kept.count == 0:
                 self.last_executor = "none"
                 return self._unchanged(x, hard, prob, height, width)
-        motion, context = self.analyzer(self._analyzer_features(source), torch.sigmoid(logits))
+        motion, context = self._analyze_motion(source, logits)
         executor = self.executor
         if executor == "auto":
             tiled_area, tiled_kept = tile_statistics(body_hard, self.tile_size, self.tile_min_fill)
@@ -405,7 +289,7 @@ class M2AENet(nn.Module):
             kept, rows = run_pruned_blocks(list(self.blocks), features, body_shape, plan)
             residual = linear_rows(rows, self.head).to(x.dtype)  # (n, 3s^2); autocast may lower
             image = x.clone()
-            self._add_residual(image, hard, kept, residual)
+            add_cell_residual(image, hard, kept, residual, scale)
             # Restoring the image did not need the full-size trajectory: it is built only
             # if the caller reads it (see ModelOutput).
             trajectory = functools.partial(

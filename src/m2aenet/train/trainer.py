@@ -157,12 +157,12 @@ def forward_backward(
                 if autocast_dtype is not None
                 else contextlib.nullcontext()
             )
+            forced = None
+            if teacher_forcing:
+                # Outside autocast: widening draws float32 noise fields (a bf16 one broke).
+                forced = teacher_mask(gt_mask) if teacher_mask is not None else gt_mask
             with autocast:
-                if teacher_forcing:
-                    forced = teacher_mask(gt_mask) if teacher_mask is not None else gt_mask
-                    output = model(blur, mask=forced)
-                else:
-                    output = model(blur)
+                output = model(blur, mask=forced) if forced is not None else model(blur)
             # Motion ground truth only when the data carries it (the trajectory term), so
             # losses without that argument keep working.
             extra = {}

@@ -1,0 +1,156 @@
+"""What every M2AENet body shares: the blur-mask predictor and the motion analyzer.
+
+`MaskMotionFrontEnd` predicts the soft and hard blur masks at full resolution, runs the motion
+analyzer at 1/4 resolution (motion parameters and context features) and handles the "nothing
+blurred" case. The restoration bodies (`models/m2aenet.py`: one level; `models/multiscale.py`:
+levels at 1/2, 1/4, 1/8) subclass it and add their blocks, so both read masks and motion the
+same way and their checkpoints keep the same parameter names for these parts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from m2aenet.models.mask_predictor import (
+    MaskPredictor,
+    blur_probability,
+    feature_trunk,
+    hard_mask,
+    trunk_input,
+)
+from m2aenet.models.motion import MotionAnalyzer, motion_to_trajectory, trajectory_times
+from m2aenet.models.outputs import ModelOutput
+from m2aenet.models.sparse import EXECUTORS, KeptPixels
+
+SIZE_MULTIPLE = 8  # inputs are padded to this (the analyzer works at 1/4 size and below)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (B, C, H, W) on the right and bottom to multiples of `multiple` (reflect)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    # Reflection needs more pixels than the padding; tiny inputs fall back to replication.
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def add_cell_residual(
+    image: torch.Tensor,
+    hard: torch.Tensor,
+    kept: KeptPixels,
+    residual: torch.Tensor,
+    scale: int,
+) -> None:
+    """Add the residual (n, 3 s^2) of kept s x s cells to `image` (B, 3, H, W) in place, at the
+    pixels of the padded hard mask `hard` only (as `x + M * R` does densely)."""
+    pixels = image.permute(0, 2, 3, 1)  # (B, H, W, 3) view
+    if scale == 1:
+        pixels.index_put_((kept.batch, kept.y, kept.x), residual, accumulate=True)
+        return
+    count = residual.shape[0]
+    # pixel_shuffle's order: value c * s^2 + i * s + j goes to pixel (s y + i, s x + j).
+    values = residual.view(count, 3, scale, scale).permute(0, 2, 3, 1)  # (n, s, s, 3)
+    offsets = torch.arange(scale, device=residual.device)
+    ys = (kept.y[:, None] * scale + offsets).view(count, scale, 1).expand(-1, -1, scale)
+    xs = (kept.x[:, None] * scale + offsets).view(count, 1, scale).expand(-1, scale, -1)
+    batch = kept.batch.view(count, 1, 1).expand(-1, scale, scale)
+    inside = hard[batch, 0, ys, xs] > 0  # (n, s, s); padding pixels are never masked
+    index = (batch[inside], ys[inside], xs[inside])
+    pixels.index_put_(index, values[inside], accumulate=True)
+
+
+class MaskMotionFrontEnd(nn.Module):
+    """Mask predictor + motion analyzer; subclasses add the restoration body.
+
+    Reads from `config`: mask_width, mask_depth, mask_context_depth, analyzer_stem,
+    analyzer_width, analyzer_levels, motion_scale, mask_threshold, mask_dilation,
+    trajectory_points.
+    """
+
+    size_multiple = SIZE_MULTIPLE
+    executors: tuple[str, ...] = EXECUTORS
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.mask_predictor = MaskPredictor(
+            config.mask_width, config.mask_depth, config.mask_context_depth
+        )
+        self.analyzer_stem = (
+            feature_trunk(config.mask_width, config.mask_depth) if config.analyzer_stem else None
+        )
+        self.analyzer = MotionAnalyzer(
+            config.mask_width, config.analyzer_width, config.analyzer_levels, config.motion_scale
+        )
+        self.mask_threshold = config.mask_threshold
+        self.mask_dilation = config.mask_dilation
+        self.deployed = False
+        self.executor = "auto"
+        self.last_executor: str | None = None  # what the last deploy forward ran
+
+    def _predict_mask(
+        self, padded: torch.Tensor, height: int, width: int, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits at 1/4, what the analyzer's features come from, p and hard mask at full size).
+
+        With an analyzer stem that is the trunk input, computed once for both trunks. Without,
+        it is the predictor's features, read detached: the restoration and motion gradients
+        flowing back into the small predictor drowned its mask loss (mask loss 1.43 -> 1.34 in
+        600 steps, nothing predicted at step 500), while the predictor trained on its own loss
+        finds blur within ~1000 steps (docs/decisions.md).
+        """
+        inputs = trunk_input(padded)
+        logits, features = self.mask_predictor(padded, inputs)
+        source = inputs if self.analyzer_stem is not None else features.detach()
+        prob = blur_probability(logits, padded.shape[-2:])
+        pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
+        if mask is None:
+            hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)
+            # Padding pixels are never restored: they are cropped away anyway. Re-padding with
+            # zeros (not an in-place write to a possibly empty slice) keeps the graph exportable.
+            hard = F.pad(hard[..., :height, :width], pad)
+        else:
+            hard = F.pad((mask > 0.5).to(padded.dtype), pad)
+        return logits, source, prob, hard
+
+    def _check_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
+        if mask is not None:
+            expected = (x.shape[0], 1, *x.shape[2:])
+            if tuple(mask.shape) != expected:
+                raise ValueError(f"mask must have shape {expected}, got {tuple(mask.shape)}")
+        if self.executor not in self.executors:
+            raise ValueError(f"executor must be one of {self.executors}, got {self.executor!r}")
+
+    def _analyze_motion(
+        self, source: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(motion (B, 4, h, w), context (B, Cctx, h, w)) at the analyzer's 1/4 resolution.
+
+        The analyzer reads its own trunk's features (with an analyzer stem) or the
+        predictor's, and the blur probability without gradient (the mask is the predictor's
+        job)."""
+        features = self.analyzer_stem(source) if self.analyzer_stem is not None else source
+        return self.analyzer(features, torch.sigmoid(logits).detach())
+
+    def _trajectory_lowres(self, motion: torch.Tensor) -> torch.Tensor:
+        """(B, K, 2, h, w) trajectory at the analyzer's resolution from motion (B, 4, h, w)."""
+        return motion_to_trajectory(motion, trajectory_times(self.config.trajectory_points, motion))
+
+    def _unchanged(
+        self, x: torch.Tensor, mask: torch.Tensor, prob: torch.Tensor, height: int, width: int
+    ) -> ModelOutput:
+        points = self.config.trajectory_points
+        return ModelOutput(
+            image=x.clone(),
+            mask=mask[..., :height, :width],
+            mask_prob=prob[..., :height, :width],
+            trajectory=x.new_zeros(x.shape[0], points, 2, height, width),
+        )
