@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 from test_api import HEIGHT, WIDTH, picture, random_model
@@ -103,7 +104,7 @@ def _bad_files(folder: Path) -> list[str]:
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
     (folder / "text.jpg").write_text("this is not a picture\n")
     _png_header_only(folder / "bomb.png", 30000, 30000)
-    Image.fromarray(np.zeros((HEIGHT, WIDTH), np.float32)).save(folder / "float.tif")
+    tifffile.imwrite(folder / "float.tif", np.zeros((HEIGHT, WIDTH), np.float64))  # not kept
     return ["empty.png", "truncated.png", "text.jpg", "bomb.png", "float.tif"]
 
 

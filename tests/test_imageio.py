@@ -569,7 +569,8 @@ def _write_tiff(path: Path, samples: np.ndarray, planar: str, alpha: str | None,
 
 
 _TIFF_LAYOUTS = [
-    (channels, planar, compression)
+    (dtype, channels, planar, compression)
+    for dtype in (np.uint16, np.uint8)
     for channels in (1, 2, 3, 4)
     for planar in ("contig", "separate")
     for compression in (None, "zlib", "adobe_deflate", "lzw", "packbits")
@@ -577,15 +578,18 @@ _TIFF_LAYOUTS = [
 ]
 
 
-@pytest.mark.parametrize(("channels", "planar", "compression"), _TIFF_LAYOUTS)
-def test_every_16bit_tiff_layout_round_trips_exactly(
-    tmp_path: Path, channels: int, planar: str, compression: str | None
+@pytest.mark.parametrize(("dtype", "channels", "planar", "compression"), _TIFF_LAYOUTS)
+def test_every_tiff_layout_round_trips_exactly(
+    tmp_path: Path, dtype: type, channels: int, planar: str, compression: str | None
 ) -> None:
     samples = _rgb16(7, 10, channels, seed=channels)
+    if dtype == np.uint8:
+        samples = (samples >> 8).astype(np.uint8)
     source = tmp_path / "in.tif"
     _write_tiff(source, samples, planar, "unassalpha", compression=compression, predictor=False)
     loaded = load_image(source)
-    assert (loaded.bit_depth, loaded.is_gray) == (16, channels <= 2)
+    bits = np.dtype(dtype).itemsize * 8
+    assert (loaded.bit_depth, loaded.is_gray) == (bits, channels <= 2)
     np.testing.assert_array_equal(_samples(loaded), samples)
     out = tmp_path / "out.tif"
     save_image(out, loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb, like=loaded)
@@ -593,11 +597,21 @@ def test_every_16bit_tiff_layout_round_trips_exactly(
 
 
 @pytest.mark.parametrize("predictor", [False, True])
-def test_16bit_tiff_with_a_predictor_and_tiles(tmp_path: Path, predictor: bool) -> None:
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_16bit_tiff_with_a_predictor_tiles_and_either_byte_order(
+    tmp_path: Path, predictor: bool, byteorder: str
+) -> None:
     samples = _rgb16(40, 48, 3, seed=5)
     source = tmp_path / "in.tif"
     _write_tiff(
-        source, samples, "contig", None, compression="lzw", predictor=predictor, tile=(16, 16)
+        source,
+        samples,
+        "contig",
+        None,
+        compression="zlib",
+        predictor=predictor,
+        tile=(16, 16),
+        byteorder=byteorder,
     )
     np.testing.assert_array_equal(_samples(load_image(source)), samples)
 
@@ -756,6 +770,15 @@ def test_truncated_16bit_png_is_refused(tmp_path: Path) -> None:
     cut = tmp_path / "cut.png"
     cut.write_bytes(full.read_bytes()[:-300])
     _raises_naming(cut, "truncated")
+    # Complete chunks that hold fewer rows than the header says (libpng only warns by default).
+    short = tmp_path / "short.png"
+    _png16(short, _rgb16(64, 64))
+    data = short.read_bytes()
+    header = struct.pack(">IIBBBBB", 64, 128, 16, 2, 0, 0, 0)
+    ihdr = b"IHDR" + header
+    data = data[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+    short.write_bytes(data)
+    _raises_naming(short, "truncated")
 
 
 def test_late_exif_of_a_16bit_png_is_read(tmp_path: Path) -> None:
@@ -904,3 +927,14 @@ def test_deblur_file_keeps_every_sample_outside_the_mask(tmp_path: Path, kind: s
         np.testing.assert_array_equal(written[..., -1], stored[..., -1])  # alpha as stored
     if kind.endswith("-rgb") or kind.startswith("webp"):
         assert np.any(written[result.mask] != stored[result.mask])  # the network did work
+
+
+def test_icc_profile_of_a_16bit_tiff_is_kept(tmp_path: Path) -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _rgb16(4, 5), photometric="rgb", iccprofile=icc)
+    loaded = load_image(source)
+    assert loaded.icc_profile == icc
+    save_image(tmp_path / "out.tif", loaded.rgb, like=loaded)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        assert bytes(tiff.pages[0].tags[34675].value) == icc

@@ -1,7 +1,8 @@
 """TIFF files Pillow cannot keep exactly, read and written with `tifffile`.
 
 Pillow holds no 16-bit colour or float colour mode and turns associated (premultiplied) alpha
-into straight alpha, so those files go through `tifffile` (with `imagecodecs` for LZW, PackBits
+into straight alpha (and misreads some 8-bit files with separate colour planes, e.g. gray+alpha
+with compression), so those files go through `tifffile` (with `imagecodecs` for LZW, PackBits
 and the other codecs): 16-bit and 32-bit float samples, gray, gray+alpha, RGB and RGBA, contiguous
 or separate planes, any compression `imagecodecs` decodes. `probe_tiff` reads the header of every
 TIFF first, so files with several full-size pages (stacks, multi-page documents) are refused
@@ -36,7 +37,8 @@ class TiffLayout:
 
     dtype: uint8, uint16 or float32 samples (others are refused by `probe_tiff`).
     channels: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA. associated_alpha: the alpha channel is
-    premultiplied into the colour (TIFF ExtraSamples = 1). orientation: TIFF tag 274 (1..8).
+    premultiplied into the colour (TIFF ExtraSamples = 1). separate_planes: planar
+    configuration 2 (one plane per sample). orientation: TIFF tag 274 (1..8).
     """
 
     width: int
@@ -44,13 +46,15 @@ class TiffLayout:
     dtype: np.dtype
     channels: int
     associated_alpha: bool
+    separate_planes: bool
     orientation: int
     icc_profile: bytes | None
 
     @property
     def needs_tifffile(self) -> bool:
-        """True when Pillow would change the samples (wide or float samples, premultiplied)."""
-        return self.dtype != np.uint8 or self.associated_alpha
+        """True when Pillow would change the samples (wide or float samples, premultiplied
+        alpha, separate planes)."""
+        return self.dtype != np.uint8 or self.associated_alpha or self.separate_planes
 
 
 def is_tiff(path: str | os.PathLike) -> bool:
@@ -96,13 +100,14 @@ def _layout_of(page) -> TiffLayout:
         dtype=np.dtype(page.dtype) if page.dtype is not None else np.dtype(np.uint8),
         channels=int(page.samplesperpixel),
         associated_alpha=bool(extra) and extra[0] == _ASSOCIATED_ALPHA,
+        separate_planes=int(page.samplesperpixel) > 1 and int(page.planarconfig) == 2,
         orientation=orientation if 1 <= orientation <= 8 else 1,
         icc_profile=bytes(icc_tag.value) if icc_tag is not None else None,
     )
 
 
 def _check_supported(path: Path, page, layout: TiffLayout) -> None:
-    """InputError for wide/float/premultiplied TIFFs whose samples we could not write back."""
+    """InputError for the TIFFs read here whose samples we could not write back."""
     if layout.dtype not in _KEPT_DTYPES:
         raise InputError(
             f"{path}: unsupported TIFF samples ({page.bitspersample}-bit "
