@@ -448,7 +448,8 @@ class Deblurrer:
         - torch tensor (B, C, H, W) or (C, H, W) -> tensor of the same shape, dtype and device
           (see `deblur_tensor`).
         - path -> PIL image read with `m2aenet.imageio.load_image` (EXIF orientation applied);
-          16-bit colour files come back as 8-bit RGB(A) (use `deblur_file` to keep 16 bits).
+          16-bit and float colour files come back as 8-bit RGB(A), float gray as mode F
+          (use `deblur_file` to keep 16-bit and float samples).
         """
         if isinstance(image, Image.Image):
             array, mode = _pil_to_array(image)
