@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 from test_api import HEIGHT, WIDTH, picture, random_model
@@ -102,7 +104,7 @@ def _bad_files(folder: Path) -> list[str]:
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
     (folder / "text.jpg").write_text("this is not a picture\n")
     _png_header_only(folder / "bomb.png", 30000, 30000)
-    Image.fromarray(np.zeros((HEIGHT, WIDTH), np.float32)).save(folder / "float.tif")
+    tifffile.imwrite(folder / "float.tif", np.zeros((HEIGHT, WIDTH), np.float64))  # not kept
     return ["empty.png", "truncated.png", "text.jpg", "bomb.png", "float.tif"]
 
 
@@ -198,6 +200,8 @@ def test_existing_outputs_are_skipped_without_overwrite(
         ("w.pt", "pickle", "w.pt: only .safetensors weights are loaded"),
         ("fake.safetensors", "pickle", "fake.safetensors: not a"),
         ("absent.safetensors", "absent", "absent.safetensors: weights file not found"),
+        ("pipe.safetensors", "fifo", "pipe.safetensors: weights not a regular file"),
+        ("/dev/zero", "device", "/dev/zero: weights not a regular file"),
         ("no-such-weights", "name", "no shipped weights named 'no-such-weights'"),
     ],
 )
@@ -208,7 +212,9 @@ def test_bad_weights_are_refused_with_a_message(
     path = tmp_path / name
     if kind == "pickle":  # a pickle, whatever its name says: must never be unpickled
         torch.save({"x": torch.zeros(1)}, path)
-    weights_argument = name if kind == "name" else str(path)
+    if kind == "fifo":  # opening it for reading would wait for a writer for ever
+        os.mkfifo(path)
+    weights_argument = name if kind in ("name", "device") else str(path)
     code = cli.main(
         [
             "deblur",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageFile, ImageOps
+from test_api import _mask_fraction_threshold, picture, random_model
 
 from m2aenet import imageio
+from m2aenet.api import Deblurrer, _loaded_to_array
 from m2aenet.errors import InputError, OutputError
 from m2aenet.imageio import (
     SUPPORTED_EXTENSIONS,
@@ -429,12 +433,6 @@ def test_decompression_bomb_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert Image.MAX_IMAGE_PIXELS == int(1024 * 1024 * 1024 // 4 // 3)
 
 
-def test_float_tiff_is_refused(tmp_path: Path) -> None:
-    source = tmp_path / "float.tif"
-    Image.fromarray(np.ones((4, 5), np.float32)).save(source)
-    _raises_naming(source, "unsupported pixel mode")
-
-
 # -- writing ----------------------------------------------------------------------------------
 
 
@@ -536,3 +534,407 @@ def test_extended_webp_with_alpha_is_read_through_its_chunks(tmp_path: Path) -> 
     assert imageio.webp_is_lossless(path)
     Image.fromarray(rgba).save(path, quality=80)
     assert not imageio.webp_is_lossless(path)
+
+
+# -- layouts Pillow cannot keep: each round trip must give back every stored sample ----------
+
+
+def _samples(loaded: imageio.LoadedImage) -> np.ndarray:
+    """The stored samples of a loaded image, (H, W, C) in its own dtype (gray: 1 colour)."""
+    return np.atleast_3d(_loaded_to_array(loaded))
+
+
+def _tiff_samples(path: Path) -> np.ndarray:
+    """Samples of a TIFF as tifffile decodes them, (H, W, C) whatever the planar layout."""
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        array = page.asarray()
+        if "S" not in page.axes:
+            return array[..., None]
+        return np.moveaxis(array, page.axes.index("S"), -1)
+
+
+def _write_tiff(path: Path, samples: np.ndarray, planar: str, alpha: str | None, **options):
+    channels = samples.shape[2]
+    if channels == 1:
+        samples, planar = samples[..., 0], None
+    tifffile.imwrite(
+        path,
+        np.moveaxis(samples, 2, 0) if planar == "separate" else samples,
+        photometric="rgb" if channels >= 3 else "minisblack",
+        planarconfig=planar,
+        extrasamples=(alpha,) if channels in (2, 4) else None,
+        **options,
+    )
+
+
+_TIFF_LAYOUTS = [
+    (dtype, channels, planar, compression)
+    for dtype in (np.uint16, np.uint8)
+    for channels in (1, 2, 3, 4)
+    for planar in ("contig", "separate")
+    for compression in (None, "zlib", "adobe_deflate", "lzw", "packbits")
+    if not (channels == 1 and planar == "separate")
+]
+
+
+@pytest.mark.parametrize(("dtype", "channels", "planar", "compression"), _TIFF_LAYOUTS)
+def test_every_tiff_layout_round_trips_exactly(
+    tmp_path: Path, dtype: type, channels: int, planar: str, compression: str | None
+) -> None:
+    samples = _rgb16(7, 10, channels, seed=channels)
+    if dtype == np.uint8:
+        samples = (samples >> 8).astype(np.uint8)
+    source = tmp_path / "in.tif"
+    _write_tiff(source, samples, planar, "unassalpha", compression=compression, predictor=False)
+    loaded = load_image(source)
+    bits = np.dtype(dtype).itemsize * 8
+    assert (loaded.bit_depth, loaded.is_gray) == (bits, channels <= 2)
+    np.testing.assert_array_equal(_samples(loaded), samples)
+    out = tmp_path / "out.tif"
+    save_image(out, loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb, like=loaded)
+    np.testing.assert_array_equal(_tiff_samples(out), samples)
+
+
+@pytest.mark.parametrize("predictor", [False, True])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_16bit_tiff_with_a_predictor_tiles_and_either_byte_order(
+    tmp_path: Path, predictor: bool, byteorder: str
+) -> None:
+    samples = _rgb16(40, 48, 3, seed=5)
+    source = tmp_path / "in.tif"
+    _write_tiff(
+        source,
+        samples,
+        "contig",
+        None,
+        compression="zlib",
+        predictor=predictor,
+        tile=(16, 16),
+        byteorder=byteorder,
+    )
+    np.testing.assert_array_equal(_samples(load_image(source)), samples)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [2, 4])
+def test_premultiplied_alpha_tiff_keeps_its_stored_samples(
+    tmp_path: Path, dtype: type, channels: int
+) -> None:
+    peak = np.iinfo(dtype).max
+    rng = np.random.default_rng(1)
+    alpha = rng.integers(0, peak + 1, (6, 9, 1)).astype(dtype)
+    color = (rng.random((6, 9, channels - 1)) * alpha).astype(dtype)  # premultiplied
+    samples = np.concatenate([color, alpha], axis=2)
+    source = tmp_path / "in.tif"
+    _write_tiff(source, samples, "contig", "assocalpha")
+    loaded = load_image(source)
+    assert loaded.associated_alpha
+    np.testing.assert_array_equal(_samples(loaded), samples)
+    out = tmp_path / "out.tif"
+    save_image(out, loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb, like=loaded)
+    np.testing.assert_array_equal(_tiff_samples(out), samples)
+    with tifffile.TiffFile(out) as tiff:
+        assert tiff.pages[0].extrasamples == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
+    with pytest.raises(ValueError, match="premultiplied"):
+        save_image(tmp_path / "out.png", loaded.rgb, like=loaded)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_float32_tiff_is_read_and_written_back_as_float32(tmp_path: Path, channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    samples = rng.random((5, 8, channels)).astype(np.float32)
+    samples[0, 0, 0] = 1.75  # values beyond [0, 1] are kept as stored, not clipped
+    samples[0, 1, 0] = -0.25
+    source = tmp_path / "in.tif"
+    _write_tiff(source, samples, "contig", "unassalpha")
+    loaded = load_image(source)
+    assert loaded.bit_depth == 32
+    np.testing.assert_array_equal(_samples(loaded), samples)
+    out = tmp_path / "out.tif"
+    save_image(out, loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb, like=loaded)
+    written = _tiff_samples(out)
+    assert written.dtype == np.float32
+    np.testing.assert_array_equal(written, samples)
+
+
+@pytest.mark.parametrize(
+    ("samples", "reason"),
+    [
+        (np.zeros((4, 5, 3), np.float64), "unsupported TIFF samples"),
+        (np.zeros((4, 5), np.int16), "unsupported TIFF samples"),
+        (np.zeros((4, 5, 3), np.uint32), "unsupported TIFF samples"),
+    ],
+)
+def test_tiff_samples_we_cannot_write_back_are_refused(
+    tmp_path: Path, samples: np.ndarray, reason: str
+) -> None:
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, samples, photometric="rgb" if samples.ndim == 3 else None)
+    _raises_naming(source, reason)
+    with pytest.raises(InputError, match=reason):
+        read_image_info(source)
+
+
+def test_16bit_cmyk_tiff_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "cmyk.tif"
+    tifffile.imwrite(source, _rgb16(4, 5, 4), photometric="separated")
+    _raises_naming(source, "unsupported TIFF colour layout")
+
+
+def test_16bit_gray_alpha_and_float_tiff_headers_are_read(tmp_path: Path) -> None:
+    gray_alpha, rgb_float = tmp_path / "ga.tif", tmp_path / "f.tif"
+    tifffile.imwrite(
+        gray_alpha, _rgb16(4, 6, 2), extrasamples=("unassalpha",), photometric="minisblack"
+    )
+    tifffile.imwrite(rgb_float, np.ones((4, 6, 3), np.float32), photometric="rgb")
+    for path in (gray_alpha, rgb_float):
+        info = read_image_info(path)
+        assert (info.width, info.height, info.format) == (6, 4, "TIFF")
+
+
+def test_16bit_tiff_orientation_and_size_limit(tmp_path: Path) -> None:
+    samples = _rgb16(6, 10, 2)
+    source = tmp_path / "o.tif"
+    tifffile.imwrite(
+        source,
+        samples,
+        photometric="minisblack",
+        extrasamples=("unassalpha",),
+        extratags=[(274, 3, 1, 6, True)],
+    )
+    np.testing.assert_array_equal(_samples(load_image(source)), np.rot90(samples, -1))
+    assert (read_image_info(source).height, read_image_info(source).width) == (10, 6)
+    _raises_naming(source, "too large", max_pixels=59)
+
+
+def test_truncated_16bit_tiff_is_refused(tmp_path: Path) -> None:
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, _rgb16(64, 64), photometric="rgb", rowsperstrip=8)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(full.read_bytes()[:20000])
+    _raises_naming(cut, "cannot decode TIFF")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("interlaced", [False, True])
+def test_every_16bit_png_layout_round_trips_exactly(
+    tmp_path: Path, channels: int, interlaced: bool
+) -> None:
+    samples = _rgb16(9, 13, channels, seed=channels)
+    source = tmp_path / "in.png"
+    _png16(source, samples, interlaced=interlaced)
+    loaded = load_image(source)
+    np.testing.assert_array_equal(_samples(loaded), samples)
+    out = tmp_path / "out.png"
+    save_image(out, loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb, like=loaded)
+    # OpenCV (libpng) decodes our writer's file: colour as BGR(A), gray+alpha as BGRA.
+    decoded = np.atleast_3d(cv2.imread(str(out), cv2.IMREAD_UNCHANGED))
+    if channels >= 3:
+        decoded = np.concatenate([decoded[..., 2::-1], decoded[..., 3:]], axis=2)
+    elif channels == 2:
+        decoded = decoded[..., [0, 3]]
+    np.testing.assert_array_equal(decoded, samples)
+
+
+def _with_chunk(png: Path, kind: bytes, body: bytes) -> None:
+    """Insert a chunk before the first IDAT of a PNG file."""
+    data = png.read_bytes()
+    at = data.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    png.write_bytes(data[:at] + chunk + data[at:])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16bit_png_transparency_key_becomes_alpha(tmp_path: Path, channels: int) -> None:
+    samples = _rgb16(6, 8, channels)
+    key = samples[2, 3].copy()
+    samples[4, 5] = key
+    source = tmp_path / "trns.png"
+    _png16(source, samples)
+    _with_chunk(source, b"tRNS", key.astype(">u2").tobytes())
+    loaded = load_image(source)
+    expected_alpha = np.full((6, 8), 65535, np.uint16)
+    expected_alpha[2, 3] = expected_alpha[4, 5] = 0
+    stored = _samples(loaded)
+    np.testing.assert_array_equal(stored[..., :channels], samples)
+    np.testing.assert_array_equal(stored[..., channels], expected_alpha)
+    out = tmp_path / "out.png"
+    save_image(out, loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb, like=loaded)
+    np.testing.assert_array_equal(_samples(load_image(out)), stored)
+
+
+def test_truncated_16bit_png_is_refused(tmp_path: Path) -> None:
+    full = tmp_path / "full.png"
+    _png16(full, _rgb16(64, 64))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(full.read_bytes()[:-300])
+    _raises_naming(cut, "truncated")
+    # Complete chunks that hold fewer rows than the header says (libpng only warns by default).
+    short = tmp_path / "short.png"
+    _png16(short, _rgb16(64, 64))
+    data = short.read_bytes()
+    header = struct.pack(">IIBBBBB", 64, 128, 16, 2, 0, 0, 0)
+    ihdr = b"IHDR" + header
+    data = data[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+    short.write_bytes(data)
+    _raises_naming(short, "truncated")
+
+
+def test_late_exif_of_a_16bit_png_is_read(tmp_path: Path) -> None:
+    samples = _rgb16(4, 6)
+    source = tmp_path / "late.png"
+    _png16(source, samples)
+    data = source.read_bytes()
+    body = _exif(6)[len(b"Exif\x00\x00") :] if _exif(6).startswith(b"Exif") else _exif(6)
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    source.write_bytes(data[:-12] + chunk + data[-12:])  # after IDAT, before IEND
+    np.testing.assert_array_equal(_samples(load_image(source)), np.rot90(samples, -1))
+
+
+# -- several frames: refused, never cut to the first one --------------------------------------
+
+
+def test_multi_page_tiff_is_refused(tmp_path: Path) -> None:
+    for dtype in (np.uint8, np.uint16):
+        source = tmp_path / f"pages{np.dtype(dtype).itemsize}.tif"
+        tifffile.imwrite(source, np.zeros((3, 4, 5, 3), dtype), photometric="rgb")
+        _raises_naming(source, "3 pages")
+        with pytest.raises(InputError, match="3 pages"):
+            read_image_info(source)
+
+
+def test_a_reduced_resolution_preview_page_is_not_a_frame(tmp_path: Path) -> None:
+    source = tmp_path / "preview.tif"
+    samples = _rgb16(8, 8)
+    with tifffile.TiffWriter(source) as tiff:
+        tiff.write(samples, photometric="rgb")
+        tiff.write(samples[::2, ::2], photometric="rgb", subfiletype=1)
+    np.testing.assert_array_equal(_samples(load_image(source)), samples)
+
+
+def test_animated_webp_and_png_are_refused(tmp_path: Path) -> None:
+    frames = [Image.fromarray(_rgb8(seed=seed)) for seed in range(3)]
+    for suffix in (".webp", ".png"):
+        source = tmp_path / f"animated{suffix}"
+        frames[0].save(source, save_all=True, append_images=frames[1:], lossless=True)
+        _raises_naming(source, "3 frames")
+        with pytest.raises(InputError, match="3 frames"):
+            read_image_info(source)
+
+
+def test_lossless_webp_behind_a_large_icc_profile_stays_lossless(tmp_path: Path) -> None:
+    pixels = _rgb8()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    big_icc = icc + bytes(1_100_000)  # a profile with a large private tag block
+    source = tmp_path / "big_icc.webp"
+    Image.fromarray(pixels).save(source, lossless=True, icc_profile=big_icc)
+    assert source.stat().st_size > 1 << 20
+    assert imageio.webp_is_lossless(source)
+    loaded = load_image(source)
+    out = tmp_path / "out.webp"
+    save_image(out, loaded.rgb, like=loaded)
+    assert imageio.webp_is_lossless(out)
+    np.testing.assert_array_equal(_stored(out), pixels)
+
+
+def test_a_fifo_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    _raises_naming(fifo, "not a regular file")
+    with pytest.raises(InputError, match="not a regular file"):
+        read_image_info(fifo)
+    _raises_naming(Path("/dev/zero"), "not a regular file")
+
+
+# -- end to end: Deblurrer.deblur_file leaves every sample outside the mask as stored -----------
+
+
+def _deblurrer_for(rgb: np.ndarray) -> Deblurrer:
+    """A small random network whose mask keeps about 40 % of `rgb`'s pixels."""
+    model = random_model()
+    threshold = _mask_fraction_threshold(model, rgb, keep=0.4)
+    return Deblurrer(model.reparameterize(), device="cpu", threshold=threshold, count_flops=False)
+
+
+def _write_e2e_source(path: Path, kind: str, rgb: np.ndarray) -> np.ndarray:
+    """Write `rgb` (float (H, W, 3) in [0, 1]) as `kind`; return the stored samples (H, W, C)."""
+    rgb16 = np.round(rgb * 65535).astype(np.uint16)
+    alpha16 = np.linspace(0, 65535, rgb.shape[0] * rgb.shape[1]).reshape(rgb.shape[:2] + (1,))
+    rgba16 = np.concatenate([rgb16, alpha16.astype(np.uint16)], axis=2)
+    if kind == "tiff16-separate-rgba":
+        _write_tiff(path, rgba16, "separate", "unassalpha", compression="lzw")
+        return rgba16
+    if kind == "tiff16-zlib-rgb":
+        _write_tiff(path, rgb16, "contig", None, compression="zlib")
+        return rgb16
+    if kind == "tiff16-gray-alpha":
+        samples = rgba16[..., [1, 3]]
+        _write_tiff(path, samples, "contig", "unassalpha")
+        return samples
+    if kind == "tiff-float32-rgb":
+        samples = rgb.astype(np.float32)
+        _write_tiff(path, samples, "contig", None)
+        return samples
+    if kind == "tiff8-premultiplied":
+        samples = np.round(rgba16 / 257.0).astype(np.uint8)
+        samples[..., :3] = np.minimum(samples[..., :3], samples[..., 3:])
+        _write_tiff(path, samples, "contig", "assocalpha")
+        return samples
+    if kind == "png16-trns":
+        rgb16[0, 0] = (7, 8, 9)
+        _png16(path, rgb16)
+        _with_chunk(path, b"tRNS", struct.pack(">HHH", 7, 8, 9))
+        alpha = np.full(rgb.shape[:2] + (1,), 65535, np.uint16)
+        alpha[0, 0] = 0
+        return np.concatenate([rgb16, alpha], axis=2)
+    if kind == "webp-lossless-big-icc":
+        samples = np.round(rgb * 255).astype(np.uint8)
+        icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        Image.fromarray(samples).save(path, lossless=True, icc_profile=icc + bytes(1_100_000))
+        return samples
+    raise AssertionError(kind)
+
+
+_E2E_KINDS = {
+    "tiff16-separate-rgba": ".tif",
+    "tiff16-zlib-rgb": ".tif",
+    "tiff16-gray-alpha": ".tif",
+    "tiff-float32-rgb": ".tif",
+    "tiff8-premultiplied": ".tif",
+    "png16-trns": ".png",
+    "webp-lossless-big-icc": ".webp",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_E2E_KINDS))
+def test_deblur_file_keeps_every_sample_outside_the_mask(tmp_path: Path, kind: str) -> None:
+    rgb = picture(3, 24, 32)
+    source = tmp_path / f"in{_E2E_KINDS[kind]}"
+    stored = _write_e2e_source(source, kind, rgb)
+    out = tmp_path / f"out{_E2E_KINDS[kind]}"
+    result = _deblurrer_for(rgb).deblur_file(source, out)
+    assert 0 < result.mask.mean() < 1
+    if kind.startswith("tiff"):
+        written = _tiff_samples(out)
+    else:
+        written = _samples(load_image(out))
+    assert written.dtype == stored.dtype and written.shape == stored.shape
+    outside = ~result.mask
+    np.testing.assert_array_equal(written[outside], stored[outside])
+    if stored.shape[2] in (2, 4):
+        np.testing.assert_array_equal(written[..., -1], stored[..., -1])  # alpha as stored
+    if kind.endswith("-rgb") or kind.startswith("webp"):
+        assert np.any(written[result.mask] != stored[result.mask])  # the network did work
+
+
+def test_icc_profile_of_a_16bit_tiff_is_kept(tmp_path: Path) -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _rgb16(4, 5), photometric="rgb", iccprofile=icc)
+    loaded = load_image(source)
+    assert loaded.icc_profile == icc
+    save_image(tmp_path / "out.tif", loaded.rgb, like=loaded)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        assert bytes(tiff.pages[0].tags[34675].value) == icc

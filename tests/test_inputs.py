@@ -75,6 +75,17 @@ def test_bad_arguments_name_themselves(tmp_path: Path, spec: str, message: str) 
         collect_inputs([str(tmp_path / spec)])
 
 
+def test_a_fifo_or_device_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"pipe.png: not a regular file"):
+        collect_inputs([str(fifo)])
+    with pytest.raises(InputError, match=r"/dev/null: not a regular file"):
+        collect_inputs(["/dev/null"])
+    _touch(tmp_path / "a.png")  # in a folder, a FIFO with an image name is not an image
+    assert _relatives(collect_inputs([str(tmp_path)])) == ["a.png"]
+
+
 def test_a_folder_without_images_is_an_error(tmp_path: Path) -> None:
     _touch(tmp_path / "empty" / "readme.txt")
     with pytest.raises(InputError, match="no image files found in .*empty"):

@@ -181,9 +181,8 @@ def _array_to_pil(array: np.ndarray, mode: str) -> Image.Image:
 
 
 def _loaded_to_array(loaded: LoadedImage) -> np.ndarray:
-    """The pixel values of a loaded file in its own bit depth: (H, W[, C]) uint8 or uint16."""
-    scale = 65535.0 if loaded.bit_depth == 16 else 255.0
-    dtype = np.uint16 if loaded.bit_depth == 16 else np.uint8
+    """The pixel values of a loaded file in its own bit depth: (H, W[, C]) uint8 or uint16,
+    or float32 as stored for float TIFFs."""
     color = loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb
     channels = [color] if color.ndim == 3 else [color[..., None]]
     if loaded.alpha is not None:
@@ -191,11 +190,22 @@ def _loaded_to_array(loaded: LoadedImage) -> np.ndarray:
     stacked = np.concatenate(channels, axis=2) if len(channels) > 1 else channels[0]
     if stacked.ndim == 3 and stacked.shape[2] == 1:
         stacked = stacked[..., 0]
+    if loaded.bit_depth == 32:
+        return stacked.astype(np.float32)
+    scale = 65535.0 if loaded.bit_depth == 16 else 255.0
+    dtype = np.uint16 if loaded.bit_depth == 16 else np.uint8
     return np.round(stacked * scale).clip(0, scale).astype(dtype)
 
 
 def _array_to_pil_8bit(array: np.ndarray) -> Image.Image:
-    """A PIL image of an integer pixel array; 16-bit colour (no PIL mode) is reduced to 8-bit."""
+    """A PIL image of a pixel array; 16-bit colour (no PIL mode) and float colour are reduced
+    to 8-bit."""
+    if array.dtype == np.float32:
+        if array.ndim == 2:
+            return _array_to_pil(array, "F")
+        from m2aenet.imageio import to_uint8
+
+        array = to_uint8(array)
     if array.dtype == np.uint16 and array.ndim == 2:
         return _array_to_pil(array, "I;16")
     if array.dtype == np.uint16:
@@ -438,7 +448,8 @@ class Deblurrer:
         - torch tensor (B, C, H, W) or (C, H, W) -> tensor of the same shape, dtype and device
           (see `deblur_tensor`).
         - path -> PIL image read with `m2aenet.imageio.load_image` (EXIF orientation applied);
-          16-bit colour files come back as 8-bit RGB(A) (use `deblur_file` to keep 16 bits).
+          16-bit and float colour files come back as 8-bit RGB(A), float gray as mode F
+          (use `deblur_file` to keep 16-bit and float samples).
         """
         if isinstance(image, Image.Image):
             array, mode = _pil_to_array(image)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from m2aenet.atomic import atomic_path, write_text_atomic
-from m2aenet.errors import CheckpointError, ConfigError
+from m2aenet.errors import CheckpointError, ConfigError, file_problem
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 _META_KEY = "m2aenet"
@@ -38,8 +38,9 @@ def resolve_weights(name_or_path: str | Path) -> Path:
             f"no shipped weights named {str(name_or_path)!r}; "
             f"shipped: {shipped_weights() or 'none'}"
         )
-    if not candidate.is_file():
-        raise CheckpointError(f"{candidate}: weights file not found")
+    problem = file_problem(candidate)
+    if problem is not None:
+        raise CheckpointError(f"{candidate}: weights {problem}")
     if candidate.suffix != ".safetensors":
         raise CheckpointError(
             f"{candidate}: only .safetensors weights are loaded "

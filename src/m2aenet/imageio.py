@@ -3,16 +3,16 @@
 Arrays are float32 in [0, 1], shape (H, W, 3) for colour, unless a function says otherwise.
 
 `load_image` is the single decoder of the project. It reads PNG, JPEG, TIFF, WebP and BMP in
-8 or 16 bits per sample, gray, palette, gray+alpha, RGB, RGBA and CMYK, applies the EXIF
-orientation so pixels come out upright, and keeps what `save_image` needs to write a result the
-way the input was stored (format from the output extension, bit depth, gray, alpha, EXIF with the
-orientation reset to 1, ICC profile).
+8 or 16 bits per sample (TIFF also 32-bit float), gray, palette, gray+alpha, RGB, RGBA and CMYK,
+applies the EXIF orientation so pixels come out upright, and keeps what `save_image` needs to
+write a result the way the input was stored (format from the output extension, bit depth, gray,
+alpha, EXIF with the orientation reset to 1, ICC profile).
 
-16-bit colour: Pillow holds no 16-bit RGB mode and opens such PNG/TIFF files as 8-bit "RGB"
-(high bytes only). We decode them twice with Pillow's own decoders, once keeping the high byte
-and once the low byte of each sample, and join the two: exact, fast and with every compression
-Pillow and libtiff know. Writing 16-bit colour PNG uses a small built-in encoder; 16-bit TIFF is
-written with `tifffile` (installed with scikit-image).
+Each file goes to the library that keeps its samples exactly: Pillow for 8-bit pictures,
+OpenCV for 16-bit PNG (Pillow holds no 16-bit colour mode), `tifffile` for 16-bit, float and
+premultiplied-alpha TIFF (`tiffio`). A file this module could not write back as it was read is
+refused before any work: several frames (multi-page TIFF, animated PNG/WebP), float samples
+other than 32-bit, signed or 32-bit integers, colour models other than gray/RGB at 16 bits.
 
 Safety: a missing, empty, truncated or non-image file, an unsupported pixel mode or an image with
 more than `MAX_PIXELS` pixels raises `InputError` naming the file. Truncated files are never
@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import sys
 import threading
 import warnings
 import zlib
@@ -38,8 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError, features
 
+from m2aenet import tiffio
 from m2aenet.atomic import atomic_path
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, file_problem
 
 MAX_PIXELS = 2**28
 """Largest image (width * height) read by default, about 268 megapixels; bigger is refused."""
@@ -61,13 +61,6 @@ _PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
 _SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
 _ALPHA_FORMATS = ("PNG", "TIFF", "WEBP", "BMP")
 
-# Rawmodes with which Pillow unpacks 16-bit colour into 8-bit modes by keeping the high byte;
-# the same rawmode with the other byte order keeps the low byte.
-_WIDE_RAWMODES = {
-    f"{layout};16{order}" for layout in ("RGB", "RGBA", "RGBX") for order in ("B", "L", "N")
-}
-_NATIVE_ORDER = "L" if sys.byteorder == "little" else "B"
-_GRAY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 # CMYK/LAB profiles do not describe the RGB pixels we return, so they are not carried over.
 _NON_RGB_PROFILE_MODES = ("CMYK", "LAB", "HSV")
 
@@ -84,15 +77,20 @@ class LoadedImage:
     """A decoded image plus what is needed to save a result the same way.
 
     rgb: float32 (H, W, 3) in [0, 1], upright (EXIF orientation applied); gray is replicated.
-    alpha: float32 (H, W) in [0, 1], or None when the file has no transparency.
-    bit_depth: 8 or 16, bits per sample of the stored pixels.
-    mode: the Pillow mode the file opened as (16-bit colour opens as "RGB"/"RGBA").
+    alpha: float32 (H, W) in [0, 1], or None when the file has no transparency (a PNG tRNS
+        colour key becomes an alpha of 0 or 1).
+    bit_depth: 8 or 16, bits per sample of the stored pixels; 32 for 32-bit float TIFF
+        samples, which `rgb` and `alpha` hold as stored (meant as [0, 1], not clipped).
+    mode: the Pillow mode the file opened as (16-bit colour opens as "RGB"/"RGBA"); for
+        TIFFs read with tifffile, dtype and samples per pixel ("uint16x3").
     format: "PNG", "JPEG", "TIFF", "WEBP" or "BMP".
     is_gray: True when the file stores one colour channel.
     exif: raw EXIF block ("Exif\\0\\0" + TIFF structure) with orientation reset to 1, or None.
     icc_profile: the embedded ICC profile of the RGB/gray pixels, or None.
     lossless: False for lossy-compressed pixels (JPEG, lossy WebP); `save_image` writes a WebP
         result lossless when this is True, so untouched pixels keep their values.
+    associated_alpha: the colour is premultiplied by alpha (TIFF ExtraSamples = 1): `rgb`
+        holds the stored, premultiplied samples and `save_image` writes them back as such.
     """
 
     rgb: np.ndarray
@@ -105,6 +103,7 @@ class LoadedImage:
     icc_profile: bytes | None
     path: Path
     lossless: bool = True
+    associated_alpha: bool = False
 
     @property
     def height(self) -> int:
@@ -156,16 +155,34 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
     """Decode an image file fully into float32 arrays, upright, with its saving metadata.
 
     max_pixels: refuse images with more pixels than this (default `MAX_PIXELS`).
-    Multi-frame files (animated PNG/WebP, multi-page TIFF) give their first frame.
-    Raises InputError naming the file for a missing, empty, truncated, non-image or too large
-    file and for pixel formats we cannot represent (32-bit float, signed samples, LAB).
+    Raises InputError naming the file for a missing, empty, truncated, non-image, non-regular
+    (FIFO, device) or too large file, for several frames (multi-page TIFF, animated PNG/WebP;
+    a camera JPEG's extra MPO frames and a TIFF's reduced-resolution previews are not frames)
+    and for samples we cannot write back exactly (signed or 32-bit integers, 64-bit float, LAB).
     """
     path = Path(path)
+    tiff = _check_file(path)
+    if tiff is not None and tiff.needs_tifffile:
+        _check_pixel_count(path, tiff.width, tiff.height, max_pixels)
+        samples = tiffio.read_tiff(path, tiff)
+        return _loaded_image(
+            _apply_orientation(samples, tiff.orientation),
+            path=path,
+            fmt="TIFF",
+            mode=f"{tiff.dtype.name}x{tiff.channels}",
+            is_gray=tiff.channels <= 2,
+            exif=None,
+            icc_profile=tiff.icc_profile,
+            associated_alpha=tiff.associated_alpha,
+        )
     with _open_image(path, max_pixels) as image:
         fmt = "JPEG" if image.format == "MPO" else str(image.format)
         mode = image.mode
         try:
-            pixels, is_gray, bit_depth = _decode(image, path)
+            if fmt == "PNG" and _png_header(path)[0] == 16:
+                pixels, is_gray = _decode_png16(image, path)
+            else:
+                pixels, is_gray = _decode_8bit(image, path)
         except InputError:
             raise
         except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as error:
@@ -175,10 +192,26 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         icc = image.info.get("icc_profile") or None
     if mode in _NON_RGB_PROFILE_MODES:
         icc = None
-    pixels = _apply_orientation(pixels, orientation)
+    return _loaded_image(
+        _apply_orientation(pixels, orientation),
+        path=path,
+        fmt=fmt,
+        mode=mode,
+        is_gray=is_gray,
+        exif=exif,
+        icc_profile=icc,
+        lossless=_is_lossless(path, fmt),
+    )
 
+
+def _loaded_image(
+    pixels: np.ndarray, *, path: Path, fmt: str, is_gray: bool, **saving
+) -> LoadedImage:
+    """A LoadedImage of upright uint8 / uint16 / float32 (H, W, C) samples (see `_decode_8bit`)."""
+    bit_depth = {np.uint8: 8, np.uint16: 16, np.float32: 32}[pixels.dtype.type]
     values = pixels.astype(np.float32)
-    values /= np.float32(65535.0 if bit_depth == 16 else 255.0)
+    if bit_depth != 32:
+        values /= np.float32(65535.0 if bit_depth == 16 else 255.0)
     channels = values.shape[2]
     if is_gray:
         rgb = np.repeat(values[..., :1], 3, axis=2)
@@ -186,16 +219,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         rgb = np.ascontiguousarray(values[..., :3])
     alpha = np.ascontiguousarray(values[..., -1]) if channels in (2, 4) else None
     return LoadedImage(
-        rgb=rgb,
-        alpha=alpha,
-        bit_depth=bit_depth,
-        mode=mode,
-        format=fmt,
-        is_gray=is_gray,
-        exif=exif,
-        icc_profile=icc,
-        path=path,
-        lossless=_is_lossless(path, fmt),
+        rgb=rgb, alpha=alpha, bit_depth=bit_depth, format=fmt, is_gray=is_gray, path=path, **saving
     )
 
 
@@ -212,24 +236,25 @@ def webp_is_lossless(path: str | os.PathLike) -> bool:
     """True when a WebP file's (first) image is VP8L, the lossless codec, not VP8 (lossy).
 
     A RIFF/WEBP file holds chunks: a simple file one `VP8 ` or `VP8L` chunk; an extended one
-    (`VP8X`) metadata chunks before it, and an animation `ANMF` frames that each hold one.
-    Pillow does not report which codec a file used, so the chunks are read here.
+    (`VP8X`) metadata chunks (ICC profiles of any size, EXIF, XMP) before it, and an animation
+    `ANMF` frames that each hold one. Pillow does not report which codec a file used, so the
+    chunk headers are read here, seeking over each chunk's data by its size.
     """
     with open(path, "rb") as stream:
-        data = stream.read(1 << 20)  # image chunks come first or after small metadata
-    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        return False
-    offset = 12
-    while offset + 8 <= len(data):
-        kind = data[offset : offset + 4]
-        size = struct.unpack_from("<I", data, offset + 4)[0]
-        if kind in (b"VP8L", b"VP8 "):
-            return kind == b"VP8L"
-        if kind == b"ANMF":
-            offset += 8 + 16  # into the frame: its header, then its image chunks
-            continue
-        offset += 8 + size + (size & 1)  # chunks are padded to an even size
-    return False
+        header = stream.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WEBP":
+            return False
+        while True:
+            chunk = stream.read(8)
+            if len(chunk) < 8:
+                return False
+            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind in (b"VP8L", b"VP8 "):
+                return kind == b"VP8L"
+            if kind == b"ANMF":
+                stream.seek(16, os.SEEK_CUR)  # into the frame: its header, then its chunks
+                continue
+            stream.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to an even size
 
 
 def read_image_info(path: str | os.PathLike, max_pixels: int | None = None) -> ImageInfo:
@@ -237,20 +262,26 @@ def read_image_info(path: str | os.PathLike, max_pixels: int | None = None) -> I
 
     The size is after EXIF orientation, i.e. the shape `load_image` will return, except for a
     PNG whose eXIf chunk comes after its pixel data (read only by a full decode).
-    Raises InputError like `load_image` for missing, empty, non-image or too large files;
-    truncated pixel data is only found by `load_image`.
+    Raises InputError like `load_image` for missing, empty, non-image, multi-frame or too large
+    files; truncated pixel data is only found by `load_image`.
     """
     path = Path(path)
-    with _open_image(path, max_pixels) as image:
-        width, height = image.size
-        fmt = "JPEG" if image.format == "MPO" else str(image.format)
-        if fmt == "TIFF":
-            orientation = 1  # Pillow reports (and decodes) TIFFs already upright
-        elif fmt == "PNG" and "exif" not in image.info:
-            orientation = 1  # getexif() would decode the whole PNG to look for a late chunk
-        else:
-            orientation, _ = _exif_of(image)
-        mode = image.mode
+    tiff = _check_file(path)
+    if tiff is not None and tiff.needs_tifffile:
+        _check_pixel_count(path, tiff.width, tiff.height, max_pixels)
+        width, height, orientation = tiff.width, tiff.height, tiff.orientation
+        fmt, mode = "TIFF", f"{tiff.dtype.name}x{tiff.channels}"
+    else:
+        with _open_image(path, max_pixels) as image:
+            width, height = image.size
+            fmt = "JPEG" if image.format == "MPO" else str(image.format)
+            if fmt == "TIFF":
+                orientation = 1  # Pillow reports (and decodes) TIFFs already upright
+            elif fmt == "PNG" and "exif" not in image.info:
+                orientation = 1  # getexif() would decode the whole PNG to look for a late chunk
+            else:
+                orientation, _ = _exif_of(image)
+            mode = image.mode
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return ImageInfo(width=width, height=height, format=fmt, mode=mode, path=path)
@@ -275,16 +306,32 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return (rgb.mean(axis=2) > 0.5).astype(np.float32)
 
 
-@contextlib.contextmanager
-def _open_image(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
-    """Open `path` with Pillow (header only) under our pixel limit; yield it with the lock held."""
-    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image file")
+def _check_file(path: Path) -> tiffio.TiffLayout | None:
+    """Refuse what is not a non-empty regular file; for a TIFF, its header (`tiffio.probe_tiff`,
+    which refuses multi-page files), else None."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise InputError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
+    return tiffio.probe_tiff(path) if tiffio.is_tiff(path) else None
+
+
+def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
+    if width * height > limit:
+        raise InputError(
+            f"{path}: image too large ({width}x{height} = {width * height} pixels, limit {limit})"
+        )
+
+
+@contextlib.contextmanager
+def _open_image(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
+    """Open `path` with Pillow (header only) under our pixel limit; yield it with the lock held.
+
+    Animated PNG and WebP files are refused here (a result would keep only the first frame).
+    """
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
     with _PILLOW_LOCK, warnings.catch_warnings():
         Image.init()  # registers every plugin (MPO, TIFF, WebP), or `formats=` cannot name them
         # Pillow warns between its limit and twice that: we want a hard limit, so it is an error.
@@ -310,10 +357,13 @@ def _open_image(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
                 raise InputError(f"{path}: cannot read image header ({error})") from error
             with image:
                 width, height = image.size
-                if width * height > limit:
+                _check_pixel_count(path, width, height, limit)
+                frames = getattr(image, "n_frames", 1)
+                if image.format in ("PNG", "WEBP") and frames > 1:
                     raise InputError(
-                        f"{path}: image too large ({width}x{height} = {width * height} pixels, "
-                        f"limit {limit})"
+                        f"{path}: animated {image.format} with {frames} frames; only still "
+                        "images are supported, and writing the first frame alone would lose "
+                        "the others"
                     )
                 try:
                     yield image
@@ -327,74 +377,67 @@ def _open_image(path: Path, max_pixels: int | None) -> Iterator[Image.Image]:
             ImageFile.LOAD_TRUNCATED_IMAGES = previous_truncated
 
 
-def _tile_rawmode(image: Image.Image) -> str | None:
-    """The rawmode of the first decoder tile (how the file's bytes map to Pillow's mode)."""
-    if not image.tile:
-        return None
-    args = image.tile[0].args
-    rawmode = args[0] if isinstance(args, tuple) and args else args
-    return rawmode if isinstance(rawmode, str) else None
+def _png_header(path: Path) -> tuple[int, int]:
+    """(bit depth, colour type) from a PNG's IHDR chunk (Pillow has checked the signature)."""
+    with open(path, "rb") as stream:
+        header = stream.read(8 + 8 + 13)
+    return header[24], header[25]
 
 
-def _with_rawmode(image: Image.Image, rawmode: str) -> None:
-    """Make every decoder tile of an unloaded image unpack with `rawmode`."""
-    tiles = []
-    for tile in image.tile:
-        args = tile.args
-        args = (rawmode, *args[1:]) if isinstance(args, tuple) else rawmode
-        tiles.append(tile._replace(args=args))
-    image.tile = tiles
+def _png_late_exif(path: Path) -> bytes | None:
+    """The eXIf chunk of a PNG when it comes after the pixel data (chunks walked by size)."""
+    with open(path, "rb") as stream:
+        stream.seek(8)
+        while True:
+            head = stream.read(8)
+            if len(head) < 8 or head[4:] == b"IEND":
+                return None
+            size = struct.unpack(">I", head[:4])[0]
+            if head[4:] == b"eXIf":
+                return stream.read(size)
+            stream.seek(size + 4, os.SEEK_CUR)  # data and CRC
 
 
-def _swap_byte_order(rawmode: str) -> str:
-    """The rawmode that keeps the other byte of each sample (RGB;16B <-> RGB;16L)."""
-    order = rawmode[-1]
-    native = _NATIVE_ORDER
-    swapped = {"B": "L", "L": "B", "N": "B" if native == "L" else "L"}[order]
-    return rawmode[:-1] + swapped
+def _decode_png16(image: Image.Image, path: Path) -> tuple[np.ndarray, bool]:
+    """Decode a 16-bit PNG with OpenCV: (uint16 (H, W, C), is_gray); tRNS becomes alpha.
+
+    Pillow keeps only the high byte of 16-bit colour; OpenCV (libpng) decodes every layout
+    exactly. It returns colour as BGR(A) and gray+alpha as BGRA; a gray tRNS colour key it
+    ignores, so the key is applied here for every colour type, from Pillow's header.
+    """
+    import cv2
+
+    _, color_type = _png_header(path)
+    decoded = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    width, height = image.size
+    if decoded is None or decoded.dtype != np.uint16 or decoded.shape[:2] != (height, width):
+        raise InputError(f"{path}: cannot decode 16-bit PNG (truncated or corrupt data)")
+    if decoded.ndim == 2:
+        decoded = decoded[..., None]
+    is_gray = color_type in (0, 4)
+    color = decoded[..., :1] if is_gray else decoded[..., 2::-1]
+    channels = [color]
+    if color_type in (4, 6):
+        channels.append(decoded[..., 3:4])
+    elif image.info.get("transparency") is not None:
+        key = np.asarray(image.info["transparency"], np.uint16).reshape(-1)
+        opaque = np.any(color != key, axis=2, keepdims=True)
+        channels.append(opaque.astype(np.uint16) * np.uint16(65535))
+    if "exif" not in image.info:
+        late = _png_late_exif(path)
+        if late:
+            image.info["exif"] = _EXIF_HEADER + late
+    return np.ascontiguousarray(np.concatenate(channels, axis=2)), is_gray
 
 
-def _loaded_array(image: Image.Image) -> np.ndarray:
-    image.load()
-    return np.asarray(image)
-
-
-def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, bool, int]:
-    """Decode all pixels: (uint8|uint16 array (H, W, C), is_gray, bit_depth).
+def _decode_8bit(image: Image.Image, path: Path) -> tuple[np.ndarray, bool]:
+    """Decode all pixels of an 8-bit image with Pillow: (uint8 (H, W, C), is_gray).
 
     C is 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA).
     """
-    rawmode = _tile_rawmode(image)
     mode = image.mode
-    if rawmode in _WIDE_RAWMODES:
-        high = _loaded_array(image).astype(np.uint16)
-        # A second, independent decode of the same file keeping the low bytes.
-        with Image.open(path, formats=_PILLOW_FORMATS) as again:
-            _with_rawmode(again, _swap_byte_order(rawmode))
-            low = _loaded_array(again)
-        if low.shape != high.shape:
-            raise InputError(f"{path}: inconsistent 16-bit decode")
-        return (high << 8) | low, False, 16
-    if rawmode == "LA;16B":
-        # 16-bit gray+alpha PNG: unpack the four bytes of a pixel into R, G, B, A untouched.
-        _with_rawmode(image, "RGBA")
-        q = _loaded_array(image).astype(np.uint16)
-        gray = (q[..., 0] << 8) | q[..., 1]
-        alpha = (q[..., 2] << 8) | q[..., 3]
-        return np.stack([gray, alpha], axis=2), True, 16
-    if mode in _GRAY16_MODES:
-        return _loaded_array(image).astype(np.uint16)[..., None], True, 16
-    if mode == "I":
-        values = _loaded_array(image)
-        if values.size and (values.min() < 0 or values.max() > 65535):
-            raise InputError(
-                f"{path}: unsupported pixel values (signed or 32-bit integer samples, "
-                f"range {values.min()}..{values.max()})"
-            )
-        return values.astype(np.uint16)[..., None], True, 16
-    if mode in ("F", "I;16S", "LAB") or mode.startswith("I;32"):
+    if mode in ("F", "I", "LAB") or mode.startswith("I;"):
         raise InputError(f"{path}: unsupported pixel mode {mode!r}")
-
     image.load()
     transparent = image.has_transparency_data
     if mode in ("1", "L", "LA", "La"):
@@ -408,7 +451,7 @@ def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, bool, int]:
     pixels = np.asarray(converted)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return pixels, target in ("L", "LA"), 8
+    return pixels, target in ("L", "LA")
 
 
 def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -492,7 +535,11 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def _quantize(array: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Float [0, 1] or uint8/uint16 -> uint8 (bit_depth 8) or uint16 (16), rounding."""
+    """Float [0, 1] or uint8/uint16 -> uint8 (bit_depth 8) or uint16 (16), rounding; for
+    bit_depth 32, float32 samples as they are (integers scaled to [0, 1])."""
+    if bit_depth == 32:
+        peak = {np.uint8: 255.0, np.uint16: 65535.0}.get(array.dtype.type, 1.0)
+        return (np.asarray(array, dtype=np.float32) / np.float32(peak)).astype(np.float32)
     if array.dtype == np.uint8:
         return array if bit_depth == 8 else array.astype(np.uint16) * np.uint16(257)
     if array.dtype == np.uint16:
@@ -519,8 +566,10 @@ def save_image(
 
     rgb: float (H, W, 3) or (H, W) in [0, 1] (values outside are clipped), or uint8/uint16.
     like: the LoadedImage the result comes from; the output keeps its bit depth (16 bits in
-    PNG/TIFF, 8 elsewhere), stays gray if it was gray (channel mean), gets its alpha back (not
-    in JPEG, which has none) and its EXIF (orientation 1) and ICC profile. Without `like`,
+    PNG/TIFF, float32 samples in TIFF, written unclipped; 8 bits elsewhere), stays gray if it
+    was gray (channel mean), gets its alpha back (not in JPEG, which has none; premultiplied
+    alpha only in TIFF, ValueError elsewhere) and its EXIF (orientation 1) and ICC profile.
+    Without `like`,
     uint16 arrays are written in 16 bits where the format allows, everything else in 8.
     jpeg_quality: JPEG and lossy WebP quality (1-95+); JPEG is written without chroma
     subsampling so fine restored detail survives. webp_lossless: write lossless WebP; also
@@ -542,8 +591,16 @@ def save_image(
     else:
         bit_depth = 16 if array.dtype == np.uint16 else 8
         gray = array.ndim == 2
+    if bit_depth == 32 and fmt != "TIFF":
+        bit_depth = 16
     if fmt not in _SIXTEEN_BIT_FORMATS:
         bit_depth = 8
+    associated_alpha = like is not None and like.associated_alpha and like.alpha is not None
+    if associated_alpha and fmt != "TIFF":
+        raise ValueError(
+            f"{path}: {like.path} has premultiplied alpha, which only TIFF stores; "
+            "write the result as .tif"
+        )
     if gray and array.ndim == 3:
         if array.dtype.kind == "f":
             array = array.mean(axis=2, dtype=np.float32)
@@ -568,6 +625,7 @@ def save_image(
         icc=like.icc_profile if like is not None else None,
         quality=jpeg_quality,
         webp_lossless=webp_lossless or (like is not None and like.lossless),
+        associated_alpha=associated_alpha,
     )
 
 
@@ -595,12 +653,16 @@ def _write_pixels(
     quality: int = 95,
     webp_lossless: bool = False,
     png_compress_level: int = 6,
+    associated_alpha: bool = False,
 ) -> None:
-    """Write uint8/uint16 (H, W, C) pixels, C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA."""
+    """Write uint8/uint16/float32 (H, W, C) pixels, C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+    (float32 only to TIFF)."""
     channels = pixels.shape[2]
+    # Pillow writes neither wide nor float TIFF samples, nor keeps premultiplied alpha.
+    with_tifffile = fmt == "TIFF" and (pixels.dtype != np.uint8 or associated_alpha)
     if fmt == "JPEG" and channels in (2, 4):
         pixels = pixels[..., : channels - 1]  # JPEG has no alpha
-    elif fmt in ("WEBP", "BMP") or (fmt == "TIFF" and pixels.dtype == np.uint16):
+    elif fmt in ("WEBP", "BMP"):
         # These writers have no gray+alpha (and WebP no gray): store as colour.
         if channels == 2:
             pixels = np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], 2)
@@ -612,8 +674,8 @@ def _write_pixels(
         if pixels.dtype == np.uint16 and fmt == "PNG":
             with open(tmp, "wb") as stream:
                 _write_png16(stream, pixels, icc=icc, exif=exif)
-        elif pixels.dtype == np.uint16 and fmt == "TIFF":
-            _write_tiff16(tmp, pixels, icc=icc)
+        elif with_tifffile:
+            tiffio.write_tiff(tmp, pixels, icc=icc, associated_alpha=associated_alpha)
         else:
             options: dict[str, object] = {}
             # A JPEG APP1 segment holds at most 65533 bytes: a longer block is left out.
@@ -689,19 +751,3 @@ def _write_png16(stream, pixels: np.ndarray, icc: bytes | None, exif: bytes | No
     pending += compressor.flush()
     stream.write(_png_chunk(b"IDAT", pending))
     stream.write(_png_chunk(b"IEND", b""))
-
-
-def _write_tiff16(path: Path, pixels: np.ndarray, icc: bytes | None) -> None:
-    """Write uint16 (H, W, 1|3|4) as a deflate-compressed 16-bit TIFF (Pillow cannot)."""
-    import tifffile  # installed with scikit-image; only needed here
-
-    channels = pixels.shape[2]
-    tifffile.imwrite(
-        path,
-        pixels[..., 0] if channels == 1 else pixels,
-        photometric="minisblack" if channels == 1 else "rgb",
-        extrasamples=("unassalpha",) if channels == 4 else None,
-        compression="zlib",
-        iccprofile=icc,
-        metadata=None,
-    )

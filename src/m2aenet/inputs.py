@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m2aenet.atomic import check_output_folder
-from m2aenet.errors import InputError
+from m2aenet.errors import InputError, file_problem
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
@@ -181,6 +181,8 @@ def collect_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) 
             ]
             if not entries:
                 raise InputError(f"{text}: pattern matches no image file")
+        elif path.exists():
+            raise InputError(f"{text}: {file_problem(path)}")
         else:
             raise InputError(f"{text}: no such file or folder")
         for entry in entries:
