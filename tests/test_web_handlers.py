@@ -225,6 +225,7 @@ def test_an_unexpected_failure_is_one_line_on_the_page(
 def test_the_examples_are_the_pictures_of_the_examples_folder(service: DeblurService) -> None:
     listing = handle(service, "GET", "/api/examples").json()
     assert [entry["name"] for entry in listing] == ["a_example.jpg", "b_example.png"]
+    assert listing[0]["label"] == "a example"
     picture_response = _download(service, listing[0]["url"])
     assert picture_response.content_type == "image/jpeg"
     run = handle(service, "POST", "/api/examples/b_example.png").json()
@@ -237,8 +238,13 @@ def test_the_examples_are_the_pictures_of_the_examples_folder(service: DeblurSer
     }
 
 
-def test_the_shipped_examples_include_the_real_clock_photo() -> None:
-    assert (handlers.EXAMPLES_DIR / "clock_motion_real.png").is_file()
+def test_the_shipped_examples_include_the_real_clock_photo(
+    deblurrer: Deblurrer, tmp_path: Path
+) -> None:
+    service = DeblurService(deblurrer, tmp_path)  # the default: the package's examples
+    labels = {entry["name"]: entry["label"] for entry in service.examples()}
+    assert labels["clock_motion_real.png"] == "clock motion real"
+    assert labels["synth_test_000002.png"] == "synth test 2"
 
 
 def test_only_the_newest_runs_are_kept(deblurrer: Deblurrer, tmp_path: Path) -> None:

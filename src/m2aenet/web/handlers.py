@@ -169,7 +169,11 @@ class DeblurService:
         return sorted(p.name for p in self.examples_dir.iterdir() if is_image_path(p))
 
     def examples(self) -> list[dict[str, str]]:
-        return [{"name": name, "url": f"/examples/{name}"} for name in self.example_names()]
+        """name, a short label (`synth_test_000002.png` -> `synth test 2`) and URL of each."""
+        return [
+            {"name": name, "label": _label(name), "url": f"/examples/{name}"}
+            for name in self.example_names()
+        ]
 
     def example_path(self, name: str) -> Path:
         """The bundled example `name` (only names the listing offers: no path can escape)."""
@@ -347,6 +351,11 @@ class DeblurService:
             for run in self._runs.values():
                 shutil.rmtree(run.directory, ignore_errors=True)
             self._runs.clear()
+
+
+def _label(name: str) -> str:
+    words = Path(name).stem.replace("_", " ").replace("-", " ")
+    return re.sub(r"\b0+(\d)", r"\1", words)
 
 
 def _for_people(message: str, source: Path, name: str, directory: Path) -> str:

@@ -78,6 +78,7 @@ async function showRun(run) {
     showError(`${run.name}: the result pictures could not be shown; run it again`);
     return;
   }
+  $("status").hidden = true;
   showStats(run);
   $("download").href = `${run.files.restored}?download=1`;
   $("download").setAttribute("download", run.downloads.restored);
@@ -85,7 +86,19 @@ async function showRun(run) {
   $("download-mask").setAttribute("download", run.downloads.mask);
   $("result").dataset.run = run.id;
   $("result").hidden = false;
+  fit();
   setState("done");
+}
+
+// Shows the photo as large as the window allows (small photos are enlarged up to 4x).
+function fit() {
+  const image = $("after");
+  if (!image.naturalWidth || $("result").hidden) return;
+  const room = Math.max(240, window.innerHeight - 290);
+  const scale = Math.min($("viewer").clientWidth / image.naturalWidth, room / image.naturalHeight, 4);
+  for (const box of [$("compare"), $("mask-view")]) {
+    box.style.width = `${Math.floor(image.naturalWidth * scale)}px`;
+  }
 }
 
 // Runs the current source at the slider's threshold; a change while busy runs once more after.
@@ -122,7 +135,6 @@ async function deblur() {
       showError(answer.error || `the server answered ${response.status}`);
     } else {
       await showRun(answer);
-      $("status").hidden = true;
     }
   } catch (error) {
     showError(`the page lost the server (${error.message}); is \`m2aenet web\` still running?`);
@@ -164,7 +176,7 @@ function showExamples(examples) {
     image.alt = "";
     image.loading = "lazy";
     const label = document.createElement("span");
-    label.textContent = example.name.replace(/\.[^.]+$/, "");
+    label.textContent = example.label;
     button.append(image, label);
     button.addEventListener("click", () => choose({ name: example.name, file: null }));
     return button;
@@ -210,6 +222,7 @@ function wire() {
   split.addEventListener("input", () => {
     $("compare").style.setProperty("--split", `${split.value}%`);
   });
+  window.addEventListener("resize", fit);
   $("tab-compare").addEventListener("click", () => selectTab(false));
   $("tab-mask").addEventListener("click", () => selectTab(true));
 }
