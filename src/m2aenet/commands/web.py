@@ -10,7 +10,12 @@ import argparse
 import sys
 import tempfile
 
-from m2aenet.commands.arguments import device_name, positive_int, threshold, threshold_help
+from m2aenet.commands.arguments import (
+    add_device_option,
+    add_threshold_option,
+    add_weights_option,
+    positive_int,
+)
 
 PROG = "m2aenet web"
 DEFAULT_PORT = 8765
@@ -43,25 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow a --host that other machines can reach (the page has no login)",
     )
-    parser.add_argument(
-        "--weights",
-        default="default",
-        metavar="NAME|PATH",
-        help="shipped weights name or a .safetensors file (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=threshold,
-        default=None,
-        metavar="T",
-        help=threshold_help("the page's starting blur-mask threshold"),
-    )
-    parser.add_argument(
-        "--device",
-        type=device_name,
-        default="auto",
-        help="auto, cpu, cuda, cuda:N or mps (default: auto)",
-    )
+    add_weights_option(parser)
+    add_threshold_option(parser, "the page's starting blur-mask threshold")
+    add_device_option(parser)
     parser.add_argument(
         "--threads",
         type=positive_int,
