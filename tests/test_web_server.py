@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_api import random_model
 from test_web_handlers import _encoded, _png8, deblurrer  # noqa: F401 - the fixture
 
 from m2aenet import cli
+from m2aenet.checkpoint import save_model
 from m2aenet.errors import ConfigError
 from m2aenet.web.handlers import MAX_UPLOAD_BYTES, DeblurService
 from m2aenet.web.server import WebServer, check_host, is_loopback, make_server, page_address
@@ -112,6 +118,8 @@ def test_the_command_refuses_a_public_host_before_loading_a_model(
         (["--threads", "0"], "--threads: must be >= 1"),
         (["--threshold", "1.5"], "--threshold: expected a number in (0, 1)"),
         (["--device", "gpu"], "--device: expected auto, cpu"),
+        (["--port", "70000"], "--port: expected a port number 0..65535, got '70000'"),
+        (["--port", "http"], "--port: expected a port number"),
     ],
 )
 def test_bad_options_are_refused_by_the_parser(
@@ -120,3 +128,40 @@ def test_bad_options_are_refused_by_the_parser(
     with pytest.raises(SystemExit):
         cli.main(["web", *arguments])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_command_serves_until_terminated_and_cleans_up(tmp_path: Path) -> None:
+    weights = save_model(tmp_path / "w.safetensors", random_model())
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "M2AENET_NO_REEXEC": "1", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(cli.__file__).parents[1]), env.get("PYTHONPATH", "")]
+    )
+    command = [sys.executable, "-m", "m2aenet", "web", "--port", "0", "--device", "cpu"]
+    process = subprocess.Popen(
+        [*command, "--threads", "1", "--weights", str(weights), "--threshold", "0.4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = process.stdout.readline()
+        if not line:
+            pytest.fail(f"m2aenet web did not start: {process.communicate(timeout=60)[1]}")
+        assert line.startswith("m2aenet web: serving on http://127.0.0.1:"), line
+        port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", "/api/info")
+        info = json.loads(connection.getresponse().read())
+        connection.close()
+        assert info["threshold"] == 0.4 and info["device"] == "cpu"
+        assert len(list(temp.iterdir())) == 1  # the server's work folder
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert err.strip().endswith("m2aenet web: stopped")
+    assert not any(temp.iterdir())  # results are deleted with the server

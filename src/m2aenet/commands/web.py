@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=DEFAULT_PORT,
         help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
@@ -59,6 +59,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="CPU threads for the model (default: torch's choice)",
     )
     parser.set_defaults(func=run)
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0..65535 (0: any free port), or an argparse error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
