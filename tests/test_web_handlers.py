@@ -153,6 +153,24 @@ def test_exif_orientation_is_applied_like_the_command_line(service: DeblurServic
     assert _pixels(_download(service, run["files"]["before"]).file).shape == (WIDTH, HEIGHT, 3)
 
 
+def test_tiles_and_pixel_limits_are_the_command_lines(
+    deblurrer: Deblurrer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiled = Deblurrer(deblurrer.model, device="cpu", tile=32, tile_overlap=8)
+    service = DeblurService(tiled, tmp_path / "work", examples_dir=None)
+    (tmp_path / "photo.png").write_bytes(_encoded(_png8(0)))
+    run = _upload(service, (tmp_path / "photo.png").read_bytes(), "photo.png").json()
+    assert run["tiles"] > 1
+    tiled.deblur_file(tmp_path / "photo.png", tmp_path / "cli.png")
+    restored = _download(service, run["files"]["restored"]).file
+    assert restored.read_bytes() == (tmp_path / "cli.png").read_bytes()
+
+    monkeypatch.setattr("m2aenet.imageio.MAX_PIXELS", HEIGHT * WIDTH - 1)
+    response = _upload(service, _encoded(_png8(0)), "huge.png")
+    assert response.status == 400
+    assert response.json()["error"].startswith("huge.png: image too large")
+
+
 def test_a_lower_threshold_restores_more_and_leaves_the_model_as_it_was(
     service: DeblurService,
 ) -> None:

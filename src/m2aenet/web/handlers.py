@@ -249,15 +249,17 @@ class DeblurService:
                 result, notes = self._run_model(job, threshold, name, directory)
         finally:
             self._slots.release()
-        before = load_image(source)
+        # One decoded picture at a time: a large photo is held as float32 while it is read.
+        self._write_preview(directory / "before.png", load_image(source).rgb)
         after = load_image(job.image)
-        self._write_preview(directory / "before.png", before.rgb)
         self._write_preview(directory / "after.png", after.rgb)
+        file_format, bit_depth = after.format, after.bit_depth
+        del after
         stem = Path(name).stem
         files = {
             "restored": (
                 job.image,
-                _CONTENT_TYPES[after.format],
+                _CONTENT_TYPES[file_format],
                 f"{stem}_deblurred{job.image.suffix}",
             ),
             "mask": (job.mask, "image/png", f"{stem}_mask.png"),
@@ -272,8 +274,8 @@ class DeblurService:
             "name": name,
             "width": stats["width"],
             "height": stats["height"],
-            "format": after.format,
-            "bit_depth": after.bit_depth,
+            "format": file_format,
+            "bit_depth": bit_depth,
             "fraction": stats["fraction"],
             "ms": stats["ms"],
             "total_ms": (time.perf_counter() - start) * 1000.0,
