@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # these tunables made torch ops 1.3-5x faster on our 2-core CI machine (docs/decisions.md).
 export GLIBC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: demo setup photos test lint clean
+.PHONY: demo setup photos browser test lint clean
 
 demo: setup
 	@bash scripts/demo.sh
@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # Sharp photos for the data engine (Debian packages); optional for deblurring.
 photos:
 	@bash scripts/install_photos.sh
+
+# Debian's chromium + chromedriver for the web page's browser test (skipped without them).
+browser:
+	@bash scripts/apt_install.sh "the web page's browser test" chromium chromium-driver
 
 test: setup
 	$(BIN)/python -m pytest -q

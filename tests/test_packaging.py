@@ -24,6 +24,22 @@ def test_the_wheel_configs_are_the_repository_configs() -> None:
     assert packaged.resolve() == (ROOT / "configs").resolve()  # one copy, not two to keep equal
 
 
+def test_the_wheel_examples_are_the_repository_examples() -> None:
+    packaged = ROOT / "src" / "m2aenet" / "examples"  # what `m2aenet web` offers
+    assert packaged.resolve() == (ROOT / "examples").resolve()
+    assert (packaged / "clock_motion_real.png").is_file()
+
+
+def test_the_web_extra_exists_and_the_page_ships() -> None:
+    assert "web" in PYPROJECT["project"]["optional-dependencies"]
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["m2aenet"]
+    static = ROOT / "src" / "m2aenet" / "web" / "static"
+    shipped = {
+        path.name for pattern in patterns for path in (ROOT / "src" / "m2aenet").glob(pattern)
+    }
+    assert {path.name for path in static.iterdir()} <= shipped
+
+
 def test_dependencies_are_lower_bounds_and_the_pin_lives_in_constraints() -> None:
     requirements = [Requirement(text) for text in PYPROJECT["project"]["dependencies"]]
     torch = next(requirement for requirement in requirements if requirement.name == "torch")

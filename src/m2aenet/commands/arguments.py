@@ -81,3 +81,30 @@ def device_name(text: str) -> str:
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
     return text
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """`--weights NAME|PATH`, default the shipped `default`."""
+    parser.add_argument(
+        "--weights",
+        default="default",
+        metavar="NAME|PATH",
+        help="shipped weights name or a .safetensors file (default: %(default)s)",
+    )
+
+
+def add_threshold_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--threshold T` (None: the weights' own), described as `what` in the help."""
+    parser.add_argument(
+        "--threshold", type=threshold, default=None, metavar="T", help=threshold_help(what)
+    )
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """`--device auto|cpu|cuda|cuda:N|mps`, default auto."""
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default: auto)",
+    )

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from m2aenet.atomic import STDOUT
-from m2aenet.commands.arguments import device_name, threshold, threshold_help
+from m2aenet.commands.arguments import (
+    add_device_option,
+    add_threshold_option,
+    add_weights_option,
+)
 
 PROG = "m2aenet deblur"
 
@@ -38,19 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--recursive", action="store_true", help="also take images in sub-folders of folders"
     )
-    parser.add_argument(
-        "--weights",
-        default="default",
-        metavar="NAME|PATH",
-        help="shipped weights name or a .safetensors file (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=threshold,
-        default=None,
-        metavar="T",
-        help=threshold_help("blur-mask threshold"),
-    )
+    add_weights_option(parser)
+    add_threshold_option(parser, "blur-mask threshold")
     parser.add_argument(
         "--dense", action="store_true", help="process every pixel (no pruning), for comparison"
     )
@@ -85,12 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write NAME_compare.png: input | restored | mask, and both zoomed on the "
         "region the restoration changed most",
     )
-    parser.add_argument(
-        "--device",
-        type=device_name,
-        default="auto",
-        help="auto, cpu, cuda, cuda:N or mps (default: auto)",
-    )
+    add_device_option(parser)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
     )
