@@ -211,9 +211,7 @@ def sample_object_motion(
     if kind is None:
         kind = str(rng.choice(OBJECT_MOTION_KINDS, p=_KIND_WEIGHTS))
     if kind not in ALL_OBJECT_MOTION_KINDS:
-        raise ValueError(
-            f"unknown motion kind {kind!r}; expected one of {ALL_OBJECT_MOTION_KINDS}"
-        )
+        raise ValueError(f"unknown motion kind {kind!r}; expected one of {ALL_OBJECT_MOTION_KINDS}")
     angle = rng.uniform(0.0, 2.0 * math.pi)
     direction = np.array([math.cos(angle), math.sin(angle)])
     normal = np.array([-direction[1], direction[0]])

@@ -185,8 +185,10 @@ def realistic_objects(
     original = background
     objects: list[SceneObject] = []
     for index in range(count):
-        area = _log_uniform(rng, settings.min_area, high) if index else _log_uniform(
-            rng, settings.min_area, settings.max_area
+        area = (
+            _log_uniform(rng, settings.min_area, high)
+            if index
+            else _log_uniform(rng, settings.min_area, settings.max_area)
         )
         kind = SHAPE_KINDS[int(rng.choice(3, p=weights / weights.sum()))]
         fill = rng.uniform(0.35, 0.7) if kind != "blob" else 0.7

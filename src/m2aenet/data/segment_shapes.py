@@ -83,12 +83,15 @@ def segment_region(
             break
         ring = ndimage.binary_dilation(region) & ~region
         neighbours, border = np.unique(labels[ring], return_counts=True)
+        if len(neighbours) == 0:
+            break
         # Segments cut by the box edge would give the object the crop's straight border: take
-        # them only when nothing else touches the region, and then rarely.
+        # them only when nothing else touches the region, and then only while the region is
+        # still under half its size (or rarely after that).
         inside = ~np.isin(neighbours, edge_labels)
         if inside.any():
             neighbours, border = neighbours[inside], border[inside]
-        elif len(neighbours) == 0 or rng.random() < 0.7:
+        elif region.sum() >= 0.5 * target and rng.random() < 0.7:
             break
         choice = neighbours[int(rng.choice(len(neighbours), p=border / border.sum()))]
         region |= labels == choice
@@ -104,7 +107,9 @@ def polygon_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarra
     if rng.random() < 0.5:  # rectangle: the straight sides and right angles of made things
         half_h, half_w = rng.uniform(0.25, 0.48) * height, rng.uniform(0.25, 0.48) * width
         angle = rng.uniform(-0.35, 0.35)
-        corners = np.array([[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]])
+        corners = np.array(
+            [[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]]
+        )
     else:
         sides = int(rng.integers(3, 9))
         angles = np.sort(rng.uniform(0.0, 2.0 * math.pi, sides))
@@ -151,7 +156,9 @@ def thin_part(
     joint = np.array([xs[pick], ys[pick]], dtype=np.float64)
     centre = np.array([xs.mean(), ys.mean()])
     outward = joint - centre
-    base_angle = math.atan2(outward[1], outward[0]) if np.hypot(*outward) > 1 else rng.uniform(0, 6.3)
+    base_angle = (
+        math.atan2(outward[1], outward[0]) if np.hypot(*outward) > 1 else rng.uniform(0, 6.3)
+    )
     angle = base_angle + rng.uniform(-0.6, 0.6)
     side = min(height, width)
     length = rng.uniform(0.25, 0.6) * side
@@ -160,7 +167,9 @@ def thin_part(
     normal = np.array([-direction[1], direction[0]])
     start = joint - direction * half  # overlap the body a little at the joint
     end = joint + direction * length
-    corners = np.stack([start + normal * half, end + normal * half, end - normal * half, start - normal * half])
+    corners = np.stack(
+        [start + normal * half, end + normal * half, end - normal * half, start - normal * half]
+    )
     limb = np.zeros((height, width), dtype=bool)
     rows, cols = polygon(corners[:, 1], corners[:, 0], shape=(height, width))
     limb[rows, cols] = True
