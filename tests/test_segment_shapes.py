@@ -80,3 +80,10 @@ def test_fill_behind_continues_the_surroundings_and_touches_only_the_hole() -> N
     assert not changed[:20].any() and not changed[:, :30].any()  # far from the hole: untouched
     error = np.abs(filled[30:50, 40:70].astype(int) - image[30:50, 40:70]).mean()
     assert error < 6  # a smooth gradient is continued into the hole
+
+
+def test_a_flat_crop_gets_an_object_outline_not_the_box() -> None:
+    flat = np.full((80, 100, 3), 120, dtype=np.uint8)
+    region = segment_region(flat, np.random.default_rng(0), fill=(0.4, 0.6))
+    assert 0.2 < region.mean() < 0.85
+    assert not region[0].all() and not region[:, 0].all()

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from m2aenet.data.synth_shapes import object_alpha
+
 _SEGMENT_SIDE = 128  # segmentation runs at this longer side (fast; object outlines survive)
 
 
@@ -58,7 +60,7 @@ def segment_region(
     Segments (Felzenszwalb, random scale) are merged, starting from the one under a random
     point near the centre and adding neighbours (more likely the longer their shared border),
     until the region covers a random share of the crop drawn from `fill`; kept to its largest
-    piece with holes filled.
+    piece with holes filled. A region that fills the crop (one flat segment) is cut to a blob.
     """
     from skimage.segmentation import felzenszwalb  # heavy import, only for this engine
 
@@ -96,6 +98,10 @@ def segment_region(
         choice = neighbours[int(rng.choice(len(neighbours), p=border / border.sum()))]
         region |= labels == choice
     region = _largest_piece(region)
+    if region.mean() > min(0.9, 1.5 * fill[1]):
+        # One segment filled the crop (sky, a wall): its outline would be the box itself.
+        # Give it the outline of a blob instead, as the default engine would.
+        region &= object_alpha(*small_size, rng, feather=1.0) >= 0.5
     return _resize_mask(region, (height, width)) if small_size != (height, width) else region
 
 
