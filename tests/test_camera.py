@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synth_helpers import texture as _texture
 
 from m2aenet.data.camera import Camera, CameraRates, sample_camera
 from m2aenet.data.compositing import image_to_linear, linear_to_srgb
@@ -26,13 +27,6 @@ FULL = Camera(
     jpeg=80,
     gray=False,
 )
-
-
-def _texture(height: int, width: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([0.5 + 0.45 * np.sin(xs / 4 + ys / 5 + p) for p in rng.uniform(0, 6, 3)], -1)
-    return to_uint8(np.clip(image, 0, 1))
 
 
 def _scene(velocity: tuple[float, float], camera: Camera | None):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synth_helpers import patchy_texture as _texture
 
 from m2aenet import cli
 from m2aenet.data.motion_paths import (
@@ -19,18 +20,7 @@ from m2aenet.data.motion_paths import (
 from m2aenet.data.realism import Realism, realism_from_overrides, realistic_objects
 from m2aenet.data.synth import SampleGenerator
 from m2aenet.errors import InputError
-from m2aenet.imageio import to_uint8, write_png
-
-
-def _texture(height: int, width: int, seed: int) -> np.ndarray:
-    """A photo-like crop: smooth colour waves plus a few flat shapes (segments to find)."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([0.5 + 0.3 * np.sin(xs / 6 + ys / 9 + p) for p in rng.uniform(0, 6, 3)], -1)
-    for _ in range(6):
-        y, x = rng.integers(0, height), rng.integers(0, width)
-        image[y : y + height // 4, x : x + width // 4] = rng.uniform(0, 1, 3)
-    return to_uint8(np.clip(image + rng.normal(0, 0.03, image.shape), 0, 1))
+from m2aenet.imageio import write_png
 
 
 def _photos(folder: Path, count: int = 3) -> list[Path]:
