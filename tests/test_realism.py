@@ -138,7 +138,7 @@ def test_synth_realism_is_deterministic_from_the_seed(tmp_path: Path) -> None:
     assert all("camera" in image for image in meta["images"])
     plain = tmp_path / "plain"
     assert _synth(plain, tmp_path / "photos", "--seed", "4") == 0
-    assert json.loads((plain / "meta.json").read_text())["realism"] is None
+    assert "realism" not in json.loads((plain / "meta.json").read_text())
     assert (plain / "blur" / "000000.png").read_bytes() != runs[0][Path("blur/000000.png")]
 
 
@@ -148,3 +148,19 @@ def test_synth_realism_errors_are_one_line(tmp_path: Path, capsys: pytest.Captur
     assert "--realism-set needs --realism" in capsys.readouterr().err
     code = _synth(tmp_path / "y", tmp_path / "photos", "--realism", "--realism-set", "size=3")
     assert code == 2 and "unknown --realism-set key 'size'" in capsys.readouterr().err
+
+
+def test_swinging_limbs_keep_to_the_requested_blur_lengths() -> None:
+    settings = Realism(thin_part=1.0, joint=1.0, blob=0.0)
+    limbs = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        _, objects = realistic_objects(_texture(96, 128, 5), _picker, rng, settings, (3, 10))
+        for obj in objects:
+            if isinstance(obj.motion, JointMotion):
+                limbs += 1
+                ys, xs = np.nonzero(obj.alpha > 0.05)
+                centre = ((obj.alpha.shape[1] - 1) / 2, (obj.alpha.shape[0] - 1) / 2)
+                tip = np.array([[xs.max(), ys.max()], [xs.min(), ys.min()]]) - centre
+                assert path_length(obj.motion, tip) <= 10.0 + 1e-6
+    assert limbs >= 3

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from m2aenet.data.camera import CameraRates
-from m2aenet.data.motion_paths import JointMotion, Motion, sample_object_motion
+from m2aenet.data.motion_paths import JointMotion, Motion, path_length, sample_object_motion
 from m2aenet.data.segment_shapes import (
     feathered_alpha,
     fill_behind,
@@ -232,24 +232,43 @@ def realistic_objects(
         motion_kind = "approach" if rng.random() < settings.approach else None
         motion = sample_object_motion(rng, length, radius=0.4 * max(h, w), kind=motion_kind)
         described = {"shape": kind, "same_photo": same, **source}
-        if limb is None:
-            alpha = feathered_alpha(full, feather)
-            objects.append(SceneObject(texture, alpha, top, left, motion, described))
-            continue
-        # Body and limb share the box and texture; the limb's alpha reaches 2 px into the
-        # body, so at t = 0 the two composite to the whole object without a seam.
         full_alpha = feathered_alpha(full, feather)
+        if limb is not None:
+            # Body and limb share the box and texture; the limb's alpha reaches 2 px into the
+            # body, so at t = 0 the two composite to the whole object without a seam.
+            reach = ndimage.binary_dilation(limb, iterations=2) & full
+            limb_alpha = np.minimum(feathered_alpha(reach, feather), full_alpha)
+        if limb is None or not limb_alpha.any():  # (a limb can lie in the cleared box border)
+            objects.append(SceneObject(texture, full_alpha, top, left, motion, described))
+            continue
         body_alpha = np.minimum(feathered_alpha(hard, feather), full_alpha)
-        reach = ndimage.binary_dilation(limb, iterations=2) & full
-        limb_alpha = np.minimum(feathered_alpha(reach, feather), full_alpha)
         objects.append(SceneObject(texture, body_alpha, top, left, motion, described))
         swing = _swing(rng, limb, joint, blur_range)
         centre = ((w - 1) / 2.0, (h - 1) / 2.0)
         relative = (joint[0] - centre[0], joint[1] - centre[1])
-        part_motion = JointMotion(motion, relative, swing)
+        part_motion = _within_blur_range(
+            JointMotion(motion, relative, swing), limb_alpha > 0, centre, blur_range[1]
+        )
         part = {"shape": "limb", "part_of": len(objects) - 1, **source}
         objects.append(SceneObject(texture, limb_alpha, top, left, part_motion, part))
     return background, objects
+
+
+def _within_blur_range(
+    motion: JointMotion, limb: np.ndarray, centre: tuple[float, float], longest: float
+) -> JointMotion:
+    """`motion` with its swing reduced until no corner of the box around `limb` (where its
+    alpha is nonzero) travels more than `longest` px: body motion plus swing can otherwise
+    exceed the requested blur lengths. Paths of affine motions are longest at a box corner."""
+    ys, xs = np.nonzero(limb)
+    corners = np.array(
+        [[x, y] for x in (xs.min(), xs.max()) for y in (ys.min(), ys.max())], dtype=np.float64
+    ) - np.asarray(centre)
+    for _ in range(12):
+        if path_length(motion, corners) <= longest:
+            break
+        motion = dataclasses.replace(motion, swing=0.75 * motion.swing)
+    return motion
 
 
 def _swing(

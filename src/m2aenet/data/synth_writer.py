@@ -185,7 +185,6 @@ def generate_dataset(
         "noise": bool(noise),
         "jpeg": jpeg,
         "blur_length_px": list(generator.blur_length) if generator.blur_length else None,
-        "realism": realism.to_dict() if realism is not None else None,
         "motion": None
         if not write_motion
         else {
@@ -198,6 +197,8 @@ def generate_dataset(
         "sources_used": used,
         "images": images,
     }
+    if realism is not None:  # left out otherwise, so sets made without it keep their bytes
+        meta["realism"] = realism.to_dict()
     write_text_atomic(out_dir / META_NAME, json.dumps(meta, indent=1) + "\n")
     return meta
 
