@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synth_helpers import texture as _texture
 
 from m2aenet.data.compositing import (
     Layer,
@@ -39,16 +40,6 @@ from m2aenet.data.synth import (
 )
 from m2aenet.data.synth_shapes import object_alpha
 from m2aenet.imageio import write_png
-
-
-def _texture(height: int, width: int, seed: int) -> np.ndarray:
-    """A smooth colourful uint8 texture with detail, like a photo crop."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    phase = rng.uniform(0, 6, 3)
-    image = np.stack([0.5 + 0.4 * np.sin(xs / 5 + ys / 7 + p) for p in phase], -1)
-    image += rng.normal(0, 0.05, image.shape)
-    return np.clip(image * 255, 0, 255).astype(np.uint8)
 
 
 def _photos(folder: Path, count: int = 3) -> list[Path]:

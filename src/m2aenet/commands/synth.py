@@ -58,6 +58,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--noise", action="store_true", help="add Poisson-Gaussian noise to blur")
     parser.add_argument("--jpeg", type=int, metavar="Q", help="JPEG-compress blur at quality Q")
     parser.add_argument(
+        "--realism",
+        action="store_true",
+        help="realistic scenes: 1-4 objects shaped from photo segments, polygons and limbs (up "
+        "to 40%% of the frame, some cut from the background photo itself), limbs swinging on "
+        "joints, approach/recede, and a random camera after the blur (highlights that streak, "
+        "exposure, tone curve, defocus, slight shake, noise, JPEG, gray) applied to blur and "
+        "sharp alike (docs/data.md)",
+    )
+    parser.add_argument(
+        "--realism-set",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="change --realism settings, e.g. max_area=0.3 camera.jpeg=0.8 (keys in docs/data.md)",
+    )
+    parser.add_argument(
         "--preview", type=Path, metavar="FILE", help="write a PNG contact sheet of the set"
     )
     parser.add_argument(
@@ -86,9 +101,13 @@ def run(args: argparse.Namespace) -> int:
     if args.preview is not None:
         check_output_file(args.preview, "--preview")
     if args.count is not None:
+        from m2aenet.data.realism import realism_from_overrides
         from m2aenet.data.synth_writer import generate_dataset, parse_blur_length, parse_size
 
         size = parse_size(args.size)
+        if args.realism_set and not args.realism:
+            raise InputError("--realism-set needs --realism")
+        realism = realism_from_overrides(args.realism_set or ()) if args.realism else None
         if args.count < 1:
             raise InputError(f"--count must be >= 1, got {args.count}")
         if args.seed < 0:
@@ -108,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             write_motion=not args.no_motion,
             progress=not args.no_progress,
             blur_length=parse_blur_length(args.blur_length) if args.blur_length else None,
+            realism=realism,
         )
         print(f"wrote {meta['count']} {args.mode} pairs to {args.out}")
     if args.preview is not None:

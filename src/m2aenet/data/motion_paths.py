@@ -20,6 +20,9 @@ import numpy as np
 OBJECT_MOTION_KINDS = ("linear", "curved", "accelerating", "rotating")
 # Relative frequency of each kind for a random object.
 _KIND_WEIGHTS = np.array([0.35, 0.25, 0.2, 0.2])
+# "approach": the object comes closer or recedes (mostly a scale change over the exposure). Kept
+# out of the default draw above so data made before it reproduces bit for bit.
+ALL_OBJECT_MOTION_KINDS = OBJECT_MOTION_KINDS + ("approach",)
 # Time samples used to measure path lengths and speeds; fine enough that a piecewise-linear
 # shake path (33 control points) is measured exactly and quadratic paths to well under 1%.
 _MEASURE_STEPS = 256
@@ -114,7 +117,45 @@ class CameraShake:
         }
 
 
-Motion = ObjectMotion | CameraShake
+@dataclass(frozen=True)
+class JointMotion:
+    """A part of an object that turns about a joint while the whole object moves.
+
+    body: the object's motion (about the sprite centre c); joint: the joint's position relative
+    to c at t = 0, (x, y) px; swing: radians the part turns about the joint over the exposure.
+    A part point p0 goes to p(t) = c + d_b + A_b (j - c) + A_b R(swing t) (p0 - j), i.e.
+    A = A_b R and d = d_b + A_b (j - c) - A (j - c): still one affine map per time.
+    """
+
+    body: ObjectMotion
+    joint: tuple[float, float]
+    swing: float
+
+    @property
+    def kind(self) -> str:
+        return "joint"
+
+    def transform(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Times (n,) -> A (n, 2, 2) and d (n, 2) of p(t) = c + d + A (p0 - c)."""
+        body_matrix, body_d = self.body.transform(times)
+        t = np.asarray(times, dtype=np.float64).reshape(-1)
+        turn = _rotation_scale(self.swing * t, np.ones_like(t))
+        matrix = body_matrix @ turn
+        joint = np.asarray(self.joint, dtype=np.float64)
+        d = body_d + body_matrix @ joint - matrix @ joint
+        return matrix, d
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (what meta.json records for a jointed part)."""
+        return {
+            "kind": "joint",
+            "body": self.body.to_dict(),
+            "joint": [round(float(v), 3) for v in self.joint],
+            "swing_deg": round(math.degrees(self.swing), 4),
+        }
+
+
+Motion = ObjectMotion | CameraShake | JointMotion
 
 
 def point_positions(motion: Motion, points: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -162,13 +203,15 @@ def sample_object_motion(
     """A random object motion whose farthest-moving point travels about `length` px.
 
     `radius` is the object's half-size in px (for rotations, which move its rim the most).
-    Kinds: linear, curved (acceleration across the velocity), accelerating (along it) and
-    rotating (turns and slightly changes scale while it drifts).
+    Kinds: linear, curved (acceleration across the velocity), accelerating (along it),
+    rotating (turns and slightly changes scale while it drifts) and approach (grows or shrinks
+    by up to a factor 1.65 over the exposure, coming closer or receding, while it drifts; only
+    when asked for by name).
     """
     if kind is None:
         kind = str(rng.choice(OBJECT_MOTION_KINDS, p=_KIND_WEIGHTS))
-    if kind not in OBJECT_MOTION_KINDS:
-        raise ValueError(f"unknown motion kind {kind!r}; expected one of {OBJECT_MOTION_KINDS}")
+    if kind not in ALL_OBJECT_MOTION_KINDS:
+        raise ValueError(f"unknown motion kind {kind!r}; expected one of {ALL_OBJECT_MOTION_KINDS}")
     angle = rng.uniform(0.0, 2.0 * math.pi)
     direction = np.array([math.cos(angle), math.sin(angle)])
     normal = np.array([-direction[1], direction[0]])
@@ -187,6 +230,11 @@ def sample_object_motion(
         )
         log_scale = rng.uniform(-0.08, 0.08)
         translation = max(length - abs(rotation) * radius, 0.0)
+    elif kind == "approach":
+        # The rim moves about radius * |log_scale| by scaling; the rest of the length drifts.
+        share = rng.uniform(0.5, 1.0)
+        log_scale = rng.choice([-1.0, 1.0]) * min(share * length / max(radius, 1.0), 0.5)
+        translation = max(length - abs(log_scale) * radius, 0.0)
     motion = ObjectMotion(kind, tuple(direction), tuple(acceleration), rotation, log_scale)
     # Translation and acceleration scale together, so the path's shape is kept.
     centre_length = path_length(

@@ -77,9 +77,19 @@ def _describe(params: dict | None) -> str:
         return ""
     if params.get("mode") == "global":
         return f"global  shake {params.get('blur_px', 0):.0f}px"
-    lengths = "/".join(f"{o.get('blur_px', 0):.0f}" for o in params.get("objects", []))
-    kinds = ",".join(o.get("motion", {}).get("kind", "?")[:4] for o in params.get("objects", []))
+    objects = params.get("objects", [])
+    lengths = "/".join(f"{o.get('blur_px', 0):.0f}" for o in objects)
+    kinds = ",".join(_object_label(o) for o in objects)
     return f"local {kinds} {lengths}px  mask {100 * params.get('mask_fraction', 0):.0f}%"
+
+
+def _object_label(described: dict) -> str:
+    """'line' for a default-engine object; 'segm*:line' (shape, * = cut from the background
+    photo itself, then motion) for a realistic one."""
+    motion = described.get("motion", {}).get("kind", "?")[:4]
+    if "shape" not in described:
+        return motion
+    return f"{described['shape'][:4]}{'*' if described.get('same_photo') else ''}:{motion}"
 
 
 def load_preview_rows(root: str | os.PathLike, limit: int = 6) -> list[tuple]:

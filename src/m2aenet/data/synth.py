@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from m2aenet.data.camera import Camera, sample_camera
 from m2aenet.data.compositing import (
     Box,
     Layer,
@@ -34,6 +35,7 @@ from m2aenet.data.compositing import (
 )
 from m2aenet.data.motion_paths import (
     CameraShake,
+    JointMotion,
     Motion,
     box_corners,
     max_displacement,
@@ -44,6 +46,7 @@ from m2aenet.data.motion_paths import (
     sample_object_motion,
     sub_frame_count,
 )
+from m2aenet.data.realism import Realism, realistic_objects
 from m2aenet.data.sources import SPLITS, PhotoCache, random_crop
 from m2aenet.data.synth_degrade import add_sensor_noise, jpeg_roundtrip, sample_noise_levels
 from m2aenet.data.synth_shapes import object_alpha
@@ -143,31 +146,69 @@ def _finish(
     sub_frames: list[int],
     motion_points: int,
     force_mask: bool = False,
+    camera: Camera | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Render sharp and blur over uint8 `background` (H, W, 3); derive the mask and motion."""
+    """Render sharp and blur over uint8 `background` (H, W, 3); derive the mask and motion.
+
+    With a `camera`, the layers' RGBA must already be scene radiance (`Camera.scene_radiance`)
+    and both frames are developed by it (see `_develop_pair`)."""
     height, width = background.shape[:2]
     base = image_to_linear(background)
+    if camera is not None:
+        base = camera.scene_radiance(base)
     sharp_linear, at_rest, rest_boxes = composite_at_rest(base, layers)
     blur_linear, swept, blur_boxes = average_exposure(base, layers, sub_frames)
+    motion = motion_field(layers, height, width, motion_times(motion_points))
+    touched = (torch.maximum(swept, at_rest) > MASK_ALPHA).numpy()
+    if camera is not None:
+        blur, sharp, mask = _develop_pair(camera, blur_linear, sharp_linear, touched, force_mask)
+        return blur, sharp, mask, motion.astype(np.float16)
     # Only boxes the layers reach are encoded; elsewhere both images are the background's
     # own 8-bit values, untouched.
     sharp = _encode_boxes(sharp_linear, background, rest_boxes)
     blur = _encode_boxes(blur_linear, background, blur_boxes)
     # The mask is every pixel a layer touched (at t = 0 or any sub-frame), plus any pixel
     # whose 8-bit value changed through a fainter touch, so blur == sharp exactly outside it.
-    mask = (torch.maximum(swept, at_rest) > MASK_ALPHA).numpy() | np.any(blur != sharp, axis=-1)
+    mask = touched | np.any(blur != sharp, axis=-1)
     if force_mask:
         mask = np.ones_like(mask)
-    motion = motion_field(layers, height, width, motion_times(motion_points))
     return blur, sharp, mask, motion.astype(np.float16)
 
 
+def _develop_pair(
+    camera: Camera,
+    blur_linear: torch.Tensor,
+    sharp_linear: torch.Tensor,
+    touched: np.ndarray,
+    force_mask: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both frames through the same camera -> (blur, sharp, mask), uint8 / bool.
+
+    The mask is every pixel a layer touched plus every pixel whose developed values differ
+    (the optics spread the motion's change a pixel or two). JPEG is applied to both images,
+    and the blurred one takes its JPEG pixels inside the mask only, so outside the mask blur
+    and sharp stay equal byte for byte even though 8x8 blocks straddle the mask's edge.
+    """
+    blur, sharp = camera.develop(blur_linear), camera.develop(sharp_linear)
+    mask = touched | np.any(blur != sharp, axis=-1)
+    if force_mask:
+        mask = np.ones_like(mask)
+    if camera.jpeg is not None:
+        sharp = jpeg_roundtrip(sharp, camera.jpeg)
+        blur = np.where(mask[..., None], jpeg_roundtrip(blur, camera.jpeg), sharp)
+    return blur, sharp, mask
+
+
 def render_local(
-    background: np.ndarray, objects: Sequence[MovingObject], motion_points: int = MOTION_SAMPLES
+    background: np.ndarray,
+    objects: Sequence[MovingObject],
+    motion_points: int = MOTION_SAMPLES,
+    camera: Camera | None = None,
 ) -> SynthSample:
     """Blur `objects` (bottom to top) moving over the static sRGB `background` (H, W, 3).
 
-    Images (background, textures) are uint8 or float in [0, 1].
+    Images (background, textures) are uint8 or float in [0, 1]. With a `camera`, photos become
+    scene radiance before the motion and both frames are developed by it after (`camera.py`).
 
     Sub-frames per object: enough that its fastest point moves <= 1 px between two of them.
     The motion ground truth has `motion_points` times (`motion_times`).
@@ -175,12 +216,17 @@ def render_local(
     layers, sub_frames, described = [], [], []
     for obj in objects:
         alpha = torch.from_numpy(np.ascontiguousarray(obj.alpha, dtype=np.float32))[None]
-        rgba = torch.cat([image_to_linear(obj.texture) * alpha, alpha])
+        radiance = image_to_linear(obj.texture)
+        if camera is not None:
+            radiance = camera.scene_radiance(radiance)
+        rgba = torch.cat([radiance * alpha, alpha])
         layers.append(Layer(rgba, int(obj.top), int(obj.left), obj.motion))
         height, width = obj.alpha.shape
-        corners = box_corners(width, height)
-        sub_frames.append(sub_frame_count(max_speed(obj.motion, corners)))
         rim = _alpha_rim(obj.alpha)
+        # A limb swinging about a joint fills little of its box, whose far corners would
+        # move much faster than any of its pixels: its speed is measured on its own extent.
+        points = rim if isinstance(obj.motion, JointMotion) else box_corners(width, height)
+        sub_frames.append(sub_frame_count(max_speed(obj.motion, points)))
         described.append(
             {
                 "position": [int(obj.left), int(obj.top)],
@@ -190,8 +236,12 @@ def render_local(
                 "sub_frames": sub_frames[-1],
             }
         )
-    blur, sharp, mask, motion = _finish(layers, _to_uint8(background), sub_frames, motion_points)
+    blur, sharp, mask, motion = _finish(
+        layers, _to_uint8(background), sub_frames, motion_points, camera=camera
+    )
     params = {"mode": "local", "objects": described, "mask_fraction": round(float(mask.mean()), 5)}
+    if camera is not None:
+        params["camera"] = camera.to_dict()
     return SynthSample(blur, sharp, mask, motion, params)
 
 
@@ -252,6 +302,7 @@ def render_global(
     shake: CameraShake,
     size: tuple[int, int],
     motion_points: int = MOTION_SAMPLES,
+    camera: Camera | None = None,
 ) -> SynthSample:
     """Camera-shake blur of a `size` = (H, W) frame cut from the centre of sRGB `scene`.
 
@@ -268,11 +319,13 @@ def render_global(
     if reach > margin - 1:
         raise ValueError(f"shake moves pixels {reach:.1f} px but the scene border is {margin} px")
     rgb = image_to_linear(scene)
+    if camera is not None:
+        rgb = camera.scene_radiance(rgb)
     rgba = torch.cat([rgb, torch.ones(1, *rgb.shape[-2:])])
     layer = Layer(rgba, -margin, -margin, shake)
     sub_frames = sub_frame_count(max_speed(shake, corners))
     black = np.zeros((height, width, 3), dtype=np.uint8)  # fully covered by the scene layer
-    blur, sharp, mask, motion = _finish([layer], black, [sub_frames], motion_points, True)
+    blur, sharp, mask, motion = _finish([layer], black, [sub_frames], motion_points, True, camera)
     params = {
         "mode": "global",
         "shake": shake.to_dict(),
@@ -280,6 +333,8 @@ def render_global(
         "sub_frames": sub_frames,
         "mask_fraction": 1.0,
     }
+    if camera is not None:
+        params["camera"] = camera.to_dict()
     return SynthSample(blur, sharp, mask, motion, params)
 
 
@@ -289,6 +344,7 @@ def synthesize_global(
     size: tuple[int, int],
     motion_points: int = MOTION_SAMPLES,
     blur_range: tuple[float, float] | None = None,
+    camera: Camera | None = None,
 ) -> SynthSample:
     """Global (camera-shake) blur with a random smooth shake path and a small rotation.
 
@@ -299,7 +355,7 @@ def synthesize_global(
     low, high = blur_range or global_blur_range(size)
     radius = 0.5 * math.hypot(width, height)
     shake = sample_camera_shake(rng, _log_uniform(rng, low, high), radius)
-    return render_global(scene, shake, size, motion_points)
+    return render_global(scene, shake, size, motion_points, camera)
 
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32) / 255.0
@@ -326,7 +382,9 @@ class SampleGenerator:
     square frame of this side (training crops of 256 px can then carry the 4-60 px blur of
     512 px photos), default the frame itself; blur_length: (shortest, longest) blur path in
     pixels of the generated frame, drawn log-uniformly, for objects and camera shake alike
-    (replaces the ranges scaled from the reference side). Same arguments -> same pixels.
+    (replaces the ranges scaled from the reference side); realism: the realistic scene mix
+    and camera (`realism.Realism`; None: the original blob engine, bit for bit as before).
+    Same arguments -> same pixels.
     """
 
     def __init__(
@@ -343,6 +401,7 @@ class SampleGenerator:
         motion_points: int = MOTION_SAMPLES,
         blur_reference_side: int | None = None,
         blur_length: tuple[float, float] | None = None,
+        realism: Realism | None = None,
     ) -> None:
         if mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -362,6 +421,7 @@ class SampleGenerator:
         side = int(blur_reference_side) if blur_reference_side else None
         self.length_size = (side, side) if side else self.size
         self.blur_length = check_blur_length(blur_length) if blur_length else None
+        self.realism = realism
         # Crops zoom in to 40% of a photo's short side at most, so 2.5x the frame side suffices.
         side = math.ceil(2.5 * (min(self.size) + 2 * self._margin()))
         self.cache = cache or PhotoCache(short_side=side)
@@ -371,7 +431,14 @@ class SampleGenerator:
         mode = self.mode
         if mode == "mixed":
             mode = "global" if rng.random() < self.global_fraction else "local"
-        sample = self._local(rng) if mode == "local" else self._global(rng)
+        if self.realism is not None:
+            camera = sample_camera(rng, self.realism.camera)
+            if mode == "local":
+                sample = self._realistic(rng, camera, self.realism)
+            else:
+                sample = self._global(rng, camera)
+        else:
+            sample = self._local(rng) if mode == "local" else self._global(rng)
         if self.noise:
             levels = sample_noise_levels(rng)
             sample.blur = add_sensor_noise(sample.blur, levels["shot"], levels["read"], rng)
@@ -425,13 +492,39 @@ class SampleGenerator:
             described.update(source)
         return sample
 
+    def _realistic(
+        self, rng: np.random.Generator, camera: Camera, settings: Realism
+    ) -> SynthSample:
+        """A local scene of `realism.realistic_objects` through `camera`."""
+        path, photo = self._pick(rng, self.size)
+        background, crop = random_crop(photo, self.size, rng)
+
+        def pick_texture(rng: np.random.Generator, size: tuple[int, int]) -> tuple:
+            for attempt in range(6):  # retry flat crops, as `_local` does
+                source, source_photo = self._pick(rng, size, path)
+                texture, info = random_crop(source_photo, size, rng, reference=self.size)
+                if _visible(texture, background, attempt):
+                    break
+            return texture, {"source": str(source), **info}
+
+        blur_range = self.blur_length or local_blur_range(self.length_size)
+        background, scene = realistic_objects(background, pick_texture, rng, settings, blur_range)
+        objects = [MovingObject(o.texture, o.alpha, o.top, o.left, o.motion) for o in scene]
+        sample = render_local(background, objects, self.motion_points, camera)
+        sample.params["background"] = {"source": str(path), **crop}
+        for described, obj in zip(sample.params["objects"], scene, strict=True):
+            described.update(obj.described)
+            if described.get("source") == "background":
+                described["source"] = str(path)
+        return sample
+
     def _margin(self) -> int:
         margin = max(global_margin(self.size), global_margin(self.length_size))
         if self.blur_length:  # the farthest a frame pixel can move (see `global_margin`)
             margin = max(margin, math.ceil(1.25 * self.blur_length[1]) + 2)
         return margin
 
-    def _global(self, rng: np.random.Generator) -> SynthSample:
+    def _global(self, rng: np.random.Generator, camera: Camera | None = None) -> SynthSample:
         margin = self._margin()
         scene_size = (self.size[0] + 2 * margin, self.size[1] + 2 * margin)
         path, photo = self._pick(rng, scene_size)
@@ -442,6 +535,7 @@ class SampleGenerator:
             self.size,
             self.motion_points,
             self.blur_length or global_blur_range(self.length_size),
+            camera,
         )
         sample.params["background"] = {"source": str(path), **crop}
         return sample

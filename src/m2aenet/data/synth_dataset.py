@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset
 
+from m2aenet.data.realism import Realism
 from m2aenet.data.sources import photo_pool
 from m2aenet.data.synth import MOTION_SAMPLES, SampleGenerator
 
@@ -23,7 +24,8 @@ class OnTheFlySynthDataset(Dataset):
     `with_motion=True` also "motion": float32 (K, 2, H, W) at K = `motion_points` times evenly
     spaced over the exposure, ends included: pass the model's `trajectory_points` to compare
     with its trajectory directly (see docs/data.md). `blur_reference_side` and `blur_length`
-    set the blur lengths as `SampleGenerator` does.
+    set the blur lengths as `SampleGenerator` does; `realism` turns on the realistic scene mix
+    and camera (`m2aenet.data.realism.Realism`).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class OnTheFlySynthDataset(Dataset):
         motion_points: int = MOTION_SAMPLES,
         blur_reference_side: int | None = None,
         blur_length: tuple[float, float] | None = None,
+        realism: Realism | None = None,
     ) -> None:
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
@@ -58,6 +61,7 @@ class OnTheFlySynthDataset(Dataset):
             motion_points=motion_points,
             blur_reference_side=blur_reference_side,
             blur_length=blur_length,
+            realism=realism,
         )
 
     def __len__(self) -> int:

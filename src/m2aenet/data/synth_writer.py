@@ -14,6 +14,7 @@ import numpy as np
 
 from m2aenet.atomic import atomic_path, write_text_atomic
 from m2aenet.data.motion_paths import motion_times
+from m2aenet.data.realism import Realism
 from m2aenet.data.sources import photo_pool
 from m2aenet.data.synth import (
     FORMAT_VERSION,
@@ -115,6 +116,7 @@ def generate_dataset(
     progress: bool = True,
     write_motion: bool = True,
     blur_length: tuple[float, float] | None = None,
+    realism: Realism | None = None,
 ) -> dict:
     """Generate `count` images into `out_dir` and return the meta.json content.
 
@@ -122,6 +124,8 @@ def generate_dataset(
     The photo pool is the split's (see `sources`) unless `sources` lists files or folders.
     `write_motion=False` skips DIR/motion (8 MB per 512x512 image). `blur_length`: (shortest,
     longest) blur path in px of the output images (default: 4-60 px scaled from 512 px).
+    `realism`: the realistic scene mix and camera (`realism.Realism`); None keeps the original
+    engine.
     """
     import torch
     from tqdm import tqdm
@@ -130,7 +134,16 @@ def generate_dataset(
         raise InputError(f"--count must be >= 1, got {count}")
     photos = photo_pool(split, sources)
     generator = SampleGenerator(
-        photos, size, mode, seed, split, global_fraction, noise, jpeg, blur_length=blur_length
+        photos,
+        size,
+        mode,
+        seed,
+        split,
+        global_fraction,
+        noise,
+        jpeg,
+        blur_length=blur_length,
+        realism=realism,
     )
     out_dir = Path(out_dir)
     names = [sample_name(i) for i in range(count)]
@@ -184,6 +197,8 @@ def generate_dataset(
         "sources_used": used,
         "images": images,
     }
+    if realism is not None:  # left out otherwise, so sets made without it keep their bytes
+        meta["realism"] = realism.to_dict()
     write_text_atomic(out_dir / META_NAME, json.dumps(meta, indent=1) + "\n")
     return meta
 
