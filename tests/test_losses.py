@@ -195,3 +195,28 @@ def test_psnr_reconstruction_is_minus_the_mean_per_sample_psnr() -> None:
     assert ratio.item() == pytest.approx(10.0, rel=1e-3)
     with pytest.raises(ConfigError, match="loss.reconstruction"):
         LossConfig(reconstruction="l2")
+
+
+def test_reblur_loss_at_half_size_pools_images_trajectory_and_mask() -> None:
+    """`scale` 2: the term on 2x2 box-averaged images, the trajectory averaged over the same
+    cells and halved (half-size pixels), the mask max-pooled; with no motion it is the mean
+    absolute difference of the pooled images over the pooled mask."""
+    import torch.nn.functional as F
+
+    from m2aenet.losses import reblur_loss
+
+    torch.manual_seed(0)
+    image, blur = torch.rand(2, 3, 8, 10), torch.rand(2, 3, 8, 10)
+    mask = torch.zeros(2, 1, 8, 10)
+    mask[:, :, 1, 3] = 1.0  # one pixel: its whole 2x2 cell counts at half size
+    still = torch.zeros(2, 4, 2, 8, 10)
+    pooled = (F.avg_pool2d(image, 2) - F.avg_pool2d(blur, 2)).abs()
+    expected = pooled[:, :, 0, 1].mean()
+    assert torch.allclose(reblur_loss(image, blur, still, mask, scale=2), expected, atol=1e-6)
+    # A uniform shift of 2 px is a shift of 1 half-size pixel.
+    shift = torch.zeros(2, 4, 2, 8, 10)
+    shift[:, :, 0] = 2.0
+    small = F.avg_pool2d(image, 2)
+    moved = torch.cat((small[..., 1:], small[..., -1:]), dim=-1)  # border padding
+    expected = (moved - F.avg_pool2d(blur, 2)).abs()[:, :, 0, 1].mean()
+    assert torch.allclose(reblur_loss(image, blur, shift, mask, scale=2), expected, atol=1e-5)
