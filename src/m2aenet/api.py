@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from m2aenet.device import cpu_threads
 from m2aenet.errors import InputError, InputWarning
 from m2aenet.tiling import run_tiled, validate_tiling
 
@@ -220,6 +221,9 @@ class Deblurrer:
     executor: deploy-mode executor, "auto" | "pixel" | "tile".
     count_flops: fill `stats["dense_gflops"]` / `["pruned_gflops"]` (counted once on small
         probes, then scaled by pixel counts; see `flops_estimate`).
+    threads: CPU threads for the network (`torch.set_num_threads`, set for each call and
+        restored after it); None leaves torch's choice, one per core. On a machine whose
+        cores are busy, 1 is far faster than 2 (docs/usage.md, "Threads").
     """
 
     def __init__(
@@ -232,8 +236,9 @@ class Deblurrer:
         tile_overlap: int = 32,
         executor: str = "auto",
         count_flops: bool = True,
+        threads: int | None = None,
     ) -> None:
-        from m2aenet.device import resolve_device
+        from m2aenet.device import check_threads, resolve_device
         from m2aenet.limits import check_threshold
 
         if threshold is not None:
@@ -250,6 +255,7 @@ class Deblurrer:
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.count_flops = count_flops
+        self.threads = check_threads(threads)
         self._flop_rates: tuple[float, float, float] | None = None
 
     @classmethod
@@ -301,16 +307,17 @@ class Deblurrer:
         height, width = rgb.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         tile = self._tile_size(height, width)
-        start = time.perf_counter()
-        if tile is not None and (height > tile or width > tile):
-            restored, mask, tiles = run_tiled(self._run_model, x, tile, self.tile_overlap)
-        else:
-            # The model contract already returns the input outside its mask.
-            restored, mask = (tensor.cpu() for tensor in self._run_model(x))
-            tiles = 1
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        ms = (time.perf_counter() - start) * 1000.0
+        with cpu_threads(self.threads):
+            start = time.perf_counter()
+            if tile is not None and (height > tile or width > tile):
+                restored, mask, tiles = run_tiled(self._run_model, x, tile, self.tile_overlap)
+            else:
+                # The model contract already returns the input outside its mask.
+                restored, mask = (tensor.cpu() for tensor in self._run_model(x))
+                tiles = 1
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            ms = (time.perf_counter() - start) * 1000.0
         mask_np = mask[0, 0].numpy()
         kept = int(mask_np.sum())
         stats: dict[str, Any] = {

@@ -81,3 +81,15 @@ def device_name(text: str) -> str:
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
     return text
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """`--threads N`: CPU threads of the network (default: torch's choice, one per core)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for the network (default: one per core); on a busy machine "
+        "--threads 1 is much faster",
+    )

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from m2aenet.atomic import STDOUT
-from m2aenet.commands.arguments import device_name, threshold, threshold_help
+from m2aenet.commands.arguments import (
+    add_threads_argument,
+    device_name,
+    threshold,
+    threshold_help,
+)
 
 PROG = "m2aenet deblur"
 
@@ -91,6 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto, cpu, cuda, cuda:N or mps (default: auto)",
     )
+    add_threads_argument(parser)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
     )
@@ -168,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         executor=args.executor,
+        threads=args.threads,
     )
 
     records: list[dict[str, Any]] = []

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from m2aenet.commands.arguments import device_name, positive_int, threshold, threshold_help
+from m2aenet.commands.arguments import (
+    add_threads_argument,
+    device_name,
+    positive_int,
+    threshold,
+    threshold_help,
+)
 
 LAYOUTS = ("generic", "gopro")
 
@@ -47,6 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps"
     )
+    add_threads_argument(parser)
     parser.add_argument("--limit", type=positive_int, metavar="N", help="first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -91,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.save_images, "--save-images")
     dataset = open_dataset(args.data, layout=load_layout(args.layout))
     deblurrer = Deblurrer.from_pretrained(
-        args.weights, device=args.device, threshold=args.threshold, dense=args.dense
+        args.weights,
+        device=args.device,
+        threshold=args.threshold,
+        dense=args.dense,
+        threads=args.threads,
     )
     report = evaluate(
         deblurrer_restore(deblurrer),
