@@ -337,3 +337,27 @@ def test_compare_writes_one_picture_per_image(weights: tuple[Path, float], tmp_p
     ]
     picture = _read(out / "a_compare.png")
     assert picture.shape[0] > HEIGHT and picture.shape[1] > 3 * WIDTH  # five panels, titled
+
+
+def test_extras_asked_for_later_are_written_and_the_image_is_kept(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deblur a.png -o out/`, then again with --save-mask and --compare: the extras appear,
+    the restored image is not rewritten; a third run has nothing left to do."""
+    inputs = _input_folder(tmp_path, {"a.png": 1})
+    out = tmp_path / "out"
+    assert _deblur(weights, inputs / "a.png", "-o", out) == 0
+    restored = out / "a.png"
+    restored.write_bytes(restored.read_bytes())  # same bytes, a known modification time
+    stamp = restored.stat().st_mtime_ns
+    capsys.readouterr()
+    assert _deblur(weights, inputs / "a.png", "-o", out, "--save-mask", "--compare") == 0
+    err = capsys.readouterr().err
+    assert "a.png exists, kept; wrote the missing a_mask.png, a_overlay.png, a_compare.png" in err
+    assert restored.stat().st_mtime_ns == stamp
+    mask = _read(out / "a_mask.png")
+    assert mask.shape == (HEIGHT, WIDTH) and 0 < (mask > 0).mean() < 1
+    assert (out / "a_overlay.png").is_file() and (out / "a_compare.png").is_file()
+    assert _deblur(weights, inputs / "a.png", "-o", out, "--save-mask", "--compare") == 0
+    captured = capsys.readouterr()
+    assert "exists, skipped" in captured.err and "0 images done, 1 skipped" in captured.out

@@ -475,15 +475,18 @@ class Deblurrer:
         overlay_path: str | os.PathLike | None = None,
         jpeg_quality: int = 95,
         compare_path: str | os.PathLike | None = None,
+        write_image: bool = True,
     ) -> Result:
         """Deblur one image file into `destination`, keeping format, bit depth, gray and alpha.
 
         Optionally writes the mask (8-bit PNG, 255 = restored), an overlay picture of the
         mask over the input and a comparison picture (input | restored | mask | zoom on the
         most-changed region, `visualize.restoration_comparison`). Every file is written
-        atomically, the image last (it marks the job done). Raises InputError naming `source`
-        when it cannot be read or an output path is `source` itself. `result.image` holds the
-        written pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha last).
+        atomically, the image last (it marks the job done). `write_image=False` writes only
+        those extras and leaves `destination` alone (an earlier run wrote it). Raises
+        InputError naming `source` when it cannot be read or an output path is `source`
+        itself. `result.image` holds the restored pixels: uint8 or uint16 (H, W[, C]) as
+        stored (gray 2-D; alpha last).
         """
         from m2aenet.imageio import load_image, output_format, save_image, write_png
 
@@ -514,8 +517,9 @@ class Deblurrer:
             write_png(compare_path, picture)
         # The composed integers go to the writer as they are (alpha comes from `loaded`), so
         # pixels outside the mask are written with the values that were read.
-        color, _ = _split_channels(result.image)
-        save_image(Path(destination), color, like=loaded, jpeg_quality=jpeg_quality)
+        if write_image:
+            color, _ = _split_channels(result.image)
+            save_image(Path(destination), color, like=loaded, jpeg_quality=jpeg_quality)
         return result
 
 

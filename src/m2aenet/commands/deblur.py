@@ -185,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
         if record["status"] == "skipped":
             message = f"{PROG}: {record['existing']} exists, skipped (use --overwrite to replace)"
             progress.write(message, file=sys.stderr)
+        elif "kept" in record:
+            written = ", ".join(Path(path).name for path in record["extras_written"])
+            message = f"{PROG}: {record['kept']} exists, kept; wrote the missing {written}"
+            progress.write(message, file=sys.stderr)
         elif record["status"] == "failed":
             progress.write(f"{PROG}: error: {record['error']}", file=sys.stderr)
         for note in record.get("warnings", []):
@@ -221,18 +225,26 @@ def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str,
         "input": str(job.source.path),
         "output": str(job.image),
     }
+    extras = (job.mask, job.overlay, job.compare)
     if job.done and not args.overwrite:
-        return {**record, "status": "skipped", "existing": str(job.image)}
+        # The restored image exists and stays; extras this run newly asks for (--save-mask,
+        # --compare) are still written, from a fresh pass of the same network.
+        extras = tuple(path if path is not None and not path.exists() else None for path in extras)
+        if not any(extras):
+            return {**record, "status": "skipped", "existing": str(job.image)}
+        record.update(kept=str(job.image), extras_written=[str(p) for p in extras if p])
+    mask_path, overlay_path, compare_path = extras
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", InputWarning)
             result = deblurrer.deblur_file(
                 job.source.path,
                 job.image,
-                job.mask,
-                job.overlay,
+                mask_path,
+                overlay_path,
                 args.jpeg_quality,
-                compare_path=job.compare,
+                compare_path=compare_path,
+                write_image="kept" not in record,
             )
         notes = [str(item.message) for item in caught if issubclass(item.category, InputWarning)]
         if notes:
