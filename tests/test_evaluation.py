@@ -224,6 +224,7 @@ def test_deblurrer_adapter() -> None:
 
 def test_load_layout(tmp_path: Path) -> None:
     assert eval_command.load_layout("gopro") == "gopro"
+    assert eval_command.load_layout("reloblur") == "reloblur"
     patterns = tmp_path / "relo.yaml"
     patterns.write_text("blur: 'blur/*.png'\nsharp: 'sharp/*.png'\n")
     assert eval_command.load_layout(str(patterns)) == {"blur": "blur/*.png", "sharp": "sharp/*.png"}

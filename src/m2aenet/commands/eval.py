@@ -14,7 +14,7 @@ from m2aenet.commands.arguments import (
     threshold_help,
 )
 
-LAYOUTS = ("generic", "gopro")
+LAYOUTS = ("generic", "gopro", "reloblur")  # m2aenet.data.datasets.LAYOUTS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layout",
         default="generic",
-        metavar="generic|gopro|PATTERNS.yaml",
+        metavar="generic|gopro|reloblur|PATTERNS.yaml",
         help="folder layout: generic ROOT/{blur,sharp,mask}/NAME, GoPro ROOT/SCENE/{blur,sharp}/, "
-        "or a YAML file of glob patterns (default: generic)",
+        "ReLoBlur ROOT/SEQ/SEQ_{blur,gt,mask}_FRAME, or a YAML file of patterns "
+        "(docs/usage.md; default: generic)",
     )
     parser.add_argument(
         "--weights", default="default", metavar="NAME|PATH", help="shipped weights name or file"
@@ -60,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_layout(layout: str) -> str | dict[str, Any]:
-    """`generic` / `gopro` as they are; anything else is a YAML file of patterns, read as a dict."""
+    """A built-in layout name as it is; anything else is a YAML file of patterns, read as a dict."""
     if layout in LAYOUTS:
         return layout
     import yaml
@@ -69,7 +70,7 @@ def load_layout(layout: str) -> str | dict[str, Any]:
 
     path = Path(layout)
     if not path.is_file():
-        raise ConfigError(f"--layout {layout}: not 'generic', 'gopro' or an existing YAML file")
+        raise ConfigError(f"--layout {layout}: not {', '.join(LAYOUTS)} or an existing YAML file")
     try:
         patterns = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
