@@ -234,20 +234,21 @@ def test_torchrun_processes_share_the_files_each_exactly_once(
     names = [f"img{index}.png" for index in range(5)]
     inputs = _input_folder(tmp_path, {name: index for index, name in enumerate(names)})
     path, threshold = weights
-    torchrun(
+    result = torchrun(
         "-m", "m2aenet", "deblur", str(inputs), "-o", str(tmp_path / "out"),
         "--weights", str(path), "--threshold", str(threshold), "--device", "cpu",
         "--json", str(tmp_path / "summary.json"), "--no-progress",
         timeout=300,
     )  # fmt: skip
-    shares = []
-    for rank in (0, 1):
-        document = json.loads((tmp_path / f"summary.rank{rank}.json").read_text())
-        assert (document["rank"], document["world_size"]) == (rank, 2)
-        shares.append([record["name"] for record in document["images"]])
-    assert sorted(shares[0] + shares[1]) == names  # every file once, none twice
-    assert shares[0] and shares[1]
+    # Process 0 merges the processes' records into the one summary file.
+    document = json.loads((tmp_path / "summary.json").read_text())
+    assert not list(tmp_path.glob("summary.rank*.json"))
+    assert document["world_size"] == 2 and document["summary"]["done"] == 5
+    assert [record["name"] for record in document["images"]] == names  # each file once
+    shares = [rank["summary"]["done"] for rank in document["ranks"]]
+    assert sorted(shares) == [2, 3]
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == names
+    assert "[all 2 processes] 5 images done, 0 skipped, 0 failed" in result.stdout
 
 
 def test_exif_orientation_is_applied_to_output_and_mask(
