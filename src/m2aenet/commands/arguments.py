@@ -83,7 +83,7 @@ def device_name(text: str) -> str:
     return text
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
     """`--threads N`: CPU threads of the network (default: torch's choice, one per core)."""
     parser.add_argument(
         "--threads",

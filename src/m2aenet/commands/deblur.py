@@ -21,7 +21,7 @@ from typing import Any
 
 from m2aenet.atomic import STDOUT
 from m2aenet.commands.arguments import (
-    add_threads_argument,
+    add_threads_option,
     device_name,
     threshold,
     threshold_help,
@@ -98,7 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto, cpu, cuda, cuda:N or mps (default: auto)",
     )
-    add_threads_argument(parser)
+    add_threads_option(parser)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
     )

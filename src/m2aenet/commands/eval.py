@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from m2aenet.commands.arguments import (
-    add_threads_argument,
+    add_threads_option,
     device_name,
     positive_int,
     threshold,
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps"
     )
-    add_threads_argument(parser)
+    add_threads_option(parser)
     parser.add_argument("--limit", type=positive_int, metavar="N", help="first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
