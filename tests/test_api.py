@@ -355,3 +355,26 @@ def test_a_tensor_batch_comes_back_as_a_tensor(
         deblurrer(batch[:0])
     with pytest.raises(InputError, match=r"unsupported tensor shape \(2, 5, 48, 64\)"):
         deblurrer(torch.zeros(2, 5, HEIGHT, WIDTH))
+
+
+def test_threads_apply_to_the_network_and_are_restored(rgb: np.ndarray) -> None:
+    """`threads=1` runs the network on one CPU thread and leaves torch's setting as it was."""
+    seen: list[int] = []
+    model = random_model()
+    model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Deblurrer(model, device="cpu", threads=1, count_flops=False)(rgb)
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+        Deblurrer(model, device="cpu", count_flops=False)(rgb)  # None: torch's own setting
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_bad_thread_counts_are_refused(threads: object) -> None:
+    with pytest.raises(ConfigError, match="threads must be an integer >= 1"):
+        Deblurrer(random_model(), device="cpu", threads=threads)

@@ -55,6 +55,7 @@ def _cases(root: Path) -> dict[str, tuple[list[str], str]]:
         "deblur --device tpu": ([*deblur, "--device", "tpu"], "expected auto, cpu, cuda"),
         "deblur --device mps": ([*deblur, "--device", "mps"], "MPS"),
         "deblur --device cuda:7": ([*deblur, "--device", "cuda:7"], "--device cuda:7"),
+        "deblur --threads 0": ([*deblur, "--threads", "0"], "--threads: must be >= 1, got 0"),
         "deblur tampered weights": (
             [*deblur, "--weights", str(root / "tampered.safetensors"), "--device", "cpu"],
             "model_config.channels must be int",
@@ -77,6 +78,7 @@ def _cases(root: Path) -> dict[str, tuple[list[str], str]]:
         ),
         "synth --count 0": (["synth", "--out", out, "--count", "0"], "--count must be >= 1"),
         "eval --threshold 2": (["eval", "--data", out, "--threshold", "2"], "(0, 1)"),
+        "eval --threads 0": (["eval", "--data", out, "--threads", "0"], "must be >= 1"),
         "eval --json under a file": (
             ["eval", "--data", out, "--json", str(afile / "r.json")],
             "is a file",

@@ -134,6 +134,26 @@ def test_pattern_layout_modelled_on_reloblur(tmp_path: Path) -> None:
     ]
 
 
+def test_builtin_reloblur_layout_reads_side_by_side_sequences(tmp_path: Path) -> None:
+    """`layout: reloblur` is the side-by-side pattern layout above, by name (any extension)."""
+    root = _reloblur_side_by_side(tmp_path / "train")
+    _save(root / "s09_00" / "s09_00_blur_000.jpg", _picture(seed=3))
+    _save(root / "s09_00" / "s09_00_gt_000.png", _picture(seed=4))
+    _save(root / "s09_00" / "s09_00_mask_000.png", _mask(seed=3))
+    dataset = open_dataset(root, "reloblur", require_mask=True)
+    assert [s.name for s in dataset.samples] == [
+        "s01_01_000",
+        "s01_01_001",
+        "s02_03_000",
+        "s02_03_001",
+        "s09_00_000",
+    ]
+    assert dataset.samples[4].sharp == root / "s09_00" / "s09_00_gt_000.png"
+    (root / "s02_03" / "s02_03_gt_001.png").unlink()
+    with pytest.raises(InputError, match=r"s02_03_blur_001.png: no sharp partner"):
+        open_dataset(root, "ReLoBlur")
+
+
 def test_reloblur_author_layout_with_separate_mask_tree(tmp_path: Path) -> None:
     for scene, clip in (("s01", "00"), ("s02", "01")):
         for frame in ("00", "01"):

@@ -240,20 +240,21 @@ def test_torchrun_processes_share_the_files_each_exactly_once(
     names = [f"img{index}.png" for index in range(5)]
     inputs = _input_folder(tmp_path, {name: index for index, name in enumerate(names)})
     path, threshold = weights
-    torchrun(
+    result = torchrun(
         "-m", "m2aenet", "deblur", str(inputs), "-o", str(tmp_path / "out"),
         "--weights", str(path), "--threshold", str(threshold), "--device", "cpu",
         "--json", str(tmp_path / "summary.json"), "--no-progress",
         timeout=300,
     )  # fmt: skip
-    shares = []
-    for rank in (0, 1):
-        document = json.loads((tmp_path / f"summary.rank{rank}.json").read_text())
-        assert (document["rank"], document["world_size"]) == (rank, 2)
-        shares.append([record["name"] for record in document["images"]])
-    assert sorted(shares[0] + shares[1]) == names  # every file once, none twice
-    assert shares[0] and shares[1]
+    # Process 0 merges the processes' records into the one summary file.
+    document = json.loads((tmp_path / "summary.json").read_text())
+    assert not list(tmp_path.glob("summary.rank*.json"))
+    assert document["world_size"] == 2 and document["summary"]["done"] == 5
+    assert [record["name"] for record in document["images"]] == names  # each file once
+    shares = [rank["summary"]["done"] for rank in document["ranks"]]
+    assert sorted(shares) == [2, 3]
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == names
+    assert "[all 2 processes] 5 images done, 0 skipped, 0 failed" in result.stdout
 
 
 def test_exif_orientation_is_applied_to_output_and_mask(
@@ -343,3 +344,27 @@ def test_compare_writes_one_picture_per_image(weights: tuple[Path, float], tmp_p
     ]
     picture = _read(out / "a_compare.png")
     assert picture.shape[0] > HEIGHT and picture.shape[1] > 3 * WIDTH  # five panels, titled
+
+
+def test_extras_asked_for_later_are_written_and_the_image_is_kept(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deblur a.png -o out/`, then again with --save-mask and --compare: the extras appear,
+    the restored image is not rewritten; a third run has nothing left to do."""
+    inputs = _input_folder(tmp_path, {"a.png": 1})
+    out = tmp_path / "out"
+    assert _deblur(weights, inputs / "a.png", "-o", out) == 0
+    restored = out / "a.png"
+    restored.write_bytes(restored.read_bytes())  # same bytes, a known modification time
+    stamp = restored.stat().st_mtime_ns
+    capsys.readouterr()
+    assert _deblur(weights, inputs / "a.png", "-o", out, "--save-mask", "--compare") == 0
+    err = capsys.readouterr().err
+    assert "a.png exists, kept; wrote the missing a_mask.png, a_overlay.png, a_compare.png" in err
+    assert restored.stat().st_mtime_ns == stamp
+    mask = _read(out / "a_mask.png")
+    assert mask.shape == (HEIGHT, WIDTH) and 0 < (mask > 0).mean() < 1
+    assert (out / "a_overlay.png").is_file() and (out / "a_compare.png").is_file()
+    assert _deblur(weights, inputs / "a.png", "-o", out, "--save-mask", "--compare") == 0
+    captured = capsys.readouterr()
+    assert "exists, skipped" in captured.err and "0 images done, 1 skipped" in captured.out

@@ -224,6 +224,7 @@ def test_deblurrer_adapter() -> None:
 
 def test_load_layout(tmp_path: Path) -> None:
     assert eval_command.load_layout("gopro") == "gopro"
+    assert eval_command.load_layout("reloblur") == "reloblur"
     patterns = tmp_path / "relo.yaml"
     patterns.write_text("blur: 'blur/*.png'\nsharp: 'sharp/*.png'\n")
     assert eval_command.load_layout(str(patterns)) == {"blur": "blur/*.png", "sharp": "sharp/*.png"}
@@ -269,11 +270,14 @@ def test_eval_command_end_to_end(
         "2",
         "--save-images",
         str(tmp_path / "pics"),
+        "--threads",
+        "1",
         "--no-progress",
     ]
     assert cli.main(argv) == 0
     assert calls["weights"] == "default" and calls["layout"] == "generic"
-    assert calls["options"] == {"device": "auto", "threshold": 0.3, "dense": False}
+    expected = {"device": "auto", "threshold": 0.3, "dense": False, "threads": 1}
+    assert calls["options"] == expected
     data = json.loads(report_path.read_text())
     assert [row["name"] for row in data["rows"]] == ["s0", "s1"]
     assert data["mean"]["ms"] == 2.0

@@ -6,7 +6,7 @@ import pytest
 
 from m2aenet import list_models
 from m2aenet.errors import ConfigError
-from m2aenet.registry import model_config
+from m2aenet.registry import create_model, model_config
 
 
 def test_list_models_takes_shell_patterns() -> None:
@@ -43,3 +43,21 @@ def test_right_types_pass_including_ints_for_floats() -> None:
         2,
         1,
     )
+
+
+def test_the_shipped_weights_are_the_registered_m2aenet_s2() -> None:
+    """`create_model("m2aenet-s2")` is the architecture of the shipped `default` weights."""
+    import dataclasses
+    import json
+
+    from m2aenet.checkpoint import WEIGHTS_DIR, load_model
+
+    record = json.loads((WEIGHTS_DIR / "default.json").read_text(encoding="utf-8"))
+    assert record["model"] == "m2aenet-s2"
+    registered = create_model("m2aenet-s2")
+    assert dataclasses.asdict(registered.config) == record["model_config"]
+    shipped = load_model("default")
+    assert shipped.model_name == "m2aenet-s2"
+    assert {k: v.shape for k, v in shipped.state_dict().items()} == {
+        k: v.shape for k, v in registered.state_dict().items()
+    }

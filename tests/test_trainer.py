@@ -386,3 +386,13 @@ def test_teacher_forcing_widens_the_mask_when_asked() -> None:
         )  # fmt: skip
     assert all((mask >= batch["mask"]).all() for mask in model.seen)
     assert any((mask > batch["mask"]).any() for mask in model.seen)
+
+
+def test_resuming_a_finished_run_says_so(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(steps=2)
+    run(config, out)
+    capsys.readouterr()
+    assert run(config, out, resume=True)["step"] == 2
+    err = capsys.readouterr().err
+    assert f"{out} is finished (step 2 of 2); raise steps=N to train further" in err

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from m2aenet.device import cpu_threads
 from m2aenet.errors import InputError, InputWarning
 from m2aenet.tiling import run_tiled, validate_tiling
 
@@ -230,6 +231,9 @@ class Deblurrer:
     executor: deploy-mode executor, "auto" | "pixel" | "tile".
     count_flops: fill `stats["dense_gflops"]` / `["pruned_gflops"]` (counted once on small
         probes, then scaled by pixel counts; see `flops_estimate`).
+    threads: CPU threads for the network (`torch.set_num_threads`, set for each call and
+        restored after it); None leaves torch's choice, one per core. On a machine whose
+        cores are busy, 1 is far faster than 2 (docs/usage.md, "Threads").
     """
 
     def __init__(
@@ -242,8 +246,9 @@ class Deblurrer:
         tile_overlap: int = 32,
         executor: str = "auto",
         count_flops: bool = True,
+        threads: int | None = None,
     ) -> None:
-        from m2aenet.device import resolve_device
+        from m2aenet.device import check_threads, resolve_device
         from m2aenet.limits import check_threshold
 
         if threshold is not None:
@@ -260,6 +265,7 @@ class Deblurrer:
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.count_flops = count_flops
+        self.threads = check_threads(threads)
         self._flop_rates: tuple[float, float, float] | None = None
 
     @classmethod
@@ -311,16 +317,17 @@ class Deblurrer:
         height, width = rgb.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         tile = self._tile_size(height, width)
-        start = time.perf_counter()
-        if tile is not None and (height > tile or width > tile):
-            restored, mask, tiles = run_tiled(self._run_model, x, tile, self.tile_overlap)
-        else:
-            # The model contract already returns the input outside its mask.
-            restored, mask = (tensor.cpu() for tensor in self._run_model(x))
-            tiles = 1
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        ms = (time.perf_counter() - start) * 1000.0
+        with cpu_threads(self.threads):
+            start = time.perf_counter()
+            if tile is not None and (height > tile or width > tile):
+                restored, mask, tiles = run_tiled(self._run_model, x, tile, self.tile_overlap)
+            else:
+                # The model contract already returns the input outside its mask.
+                restored, mask = (tensor.cpu() for tensor in self._run_model(x))
+                tiles = 1
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            ms = (time.perf_counter() - start) * 1000.0
         mask_np = mask[0, 0].numpy()
         kept = int(mask_np.sum())
         stats: dict[str, Any] = {
@@ -479,15 +486,18 @@ class Deblurrer:
         overlay_path: str | os.PathLike | None = None,
         jpeg_quality: int = 95,
         compare_path: str | os.PathLike | None = None,
+        write_image: bool = True,
     ) -> Result:
         """Deblur one image file into `destination`, keeping format, bit depth, gray and alpha.
 
         Optionally writes the mask (8-bit PNG, 255 = restored), an overlay picture of the
         mask over the input and a comparison picture (input | restored | mask | zoom on the
         most-changed region, `visualize.restoration_comparison`). Every file is written
-        atomically, the image last (it marks the job done). Raises InputError naming `source`
-        when it cannot be read or an output path is `source` itself. `result.image` holds the
-        written pixels: uint8 or uint16 (H, W[, C]) as stored (gray 2-D; alpha last).
+        atomically, the image last (it marks the job done). `write_image=False` writes only
+        those extras and leaves `destination` alone (an earlier run wrote it). Raises
+        InputError naming `source` when it cannot be read or an output path is `source`
+        itself. `result.image` holds the restored pixels: uint8 or uint16 (H, W[, C]) as
+        stored (gray 2-D; alpha last).
         """
         from m2aenet.imageio import load_image, output_format, save_image, write_png
 
@@ -518,8 +528,9 @@ class Deblurrer:
             write_png(compare_path, picture)
         # The composed integers go to the writer as they are (alpha comes from `loaded`), so
         # pixels outside the mask are written with the values that were read.
-        color, _ = _split_channels(result.image)
-        save_image(Path(destination), color, like=loaded, jpeg_quality=jpeg_quality)
+        if write_image:
+            color, _ = _split_channels(result.image)
+            save_image(Path(destination), color, like=loaded, jpeg_quality=jpeg_quality)
         return result
 
 

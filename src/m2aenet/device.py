@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from m2aenet.errors import ConfigError
@@ -35,3 +38,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"--device {name}: MPS (Apple GPU) is not available on this machine")
     return device
+
+
+def check_threads(threads: int | None) -> int | None:
+    """`threads` as given when it is None or an integer >= 1; ConfigError otherwise."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
+    return threads
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the body with `threads` intra-op CPU threads, then restore torch's setting.
+
+    None leaves torch's choice (one per core). The setting is process-wide while it lasts.
+    """
+    if threads is None:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)

@@ -349,10 +349,46 @@ def _fit_to_graph(
     return image[..., :height, :width].expand(batch, -1, -1, -1).contiguous()
 
 
+#: The check's real motion-blurred photo (scikit-image's `data.clock()`): on random inputs a
+#: trained mask predictor marks nothing, and then only the copy of the input is checked.
+BLURRED_CHECK_PHOTO = "clock_motion.png"
+
+
+def blurred_check_photo() -> np.ndarray | None:
+    """scikit-image's motion-blurred clock photo as float32 RGB (H, W, 3), None if absent."""
+    import importlib.util
+
+    from m2aenet.imageio import read_rgb
+
+    spec = importlib.util.find_spec("skimage")  # its folder, without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / BLURRED_CHECK_PHOTO
+    return read_rgb(path) if path.is_file() else None
+
+
+def _centre_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(height, width, 3) from the centre of `rgb`, enlarged first where it is smaller."""
+    scale = max(height / rgb.shape[0], width / rgb.shape[1])
+    if scale > 1:
+        from PIL import Image
+
+        size = (round(rgb.shape[1] * scale + 0.5), round(rgb.shape[0] * scale + 0.5))
+        channels = [
+            np.asarray(Image.fromarray(rgb[..., c]).resize(size, Image.Resampling.BICUBIC))
+            for c in range(3)
+        ]
+        rgb = np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+    top, left = (rgb.shape[0] - height) // 2, (rgb.shape[1] - width) // 2
+    return np.ascontiguousarray(rgb[top : top + height, left : left + width])
+
+
 def check_inputs(
     result: ExportResult, photos: dict[str, np.ndarray] | None = None, seed: int = 1
 ) -> dict[str, torch.Tensor]:
-    """Inputs to check an export on: random images, plus `photos` (`read_check_images`).
+    """Inputs to check an export on: random images, a real motion-blurred photo (where
+    scikit-image has it; centre-cropped to a static graph's size) and `photos`
+    (`read_check_images`).
 
     A dynamic graph is also checked on random inputs of other sizes and batches, which
     fails if the export fixed a size after all.
@@ -367,9 +403,22 @@ def check_inputs(
         "random_" + "x".join(map(str, shape)): torch.rand(shape, generator=generator)
         for shape in shapes
     }
+    blurred = blurred_check_photo()
+    if blurred is not None:
+        if not result.dynamic:
+            blurred = _centre_crop(blurred, height, width)
+        inputs[BLURRED_CHECK_PHOTO] = _fit_to_graph(
+            BLURRED_CHECK_PHOTO, blurred, result.input_shape, result.dynamic
+        )
     for name, rgb in (photos or {}).items():
         inputs[name] = _fit_to_graph(name, rgb, result.input_shape, result.dynamic)
     return inputs
+
+
+def restoration_checked(report: dict[str, dict[str, float]]) -> bool:
+    """True when some check input had blurred (restored) pixels, so the check compared a
+    restoration and not only the copy of the input outside the mask."""
+    return any(numbers["mask_fraction"] > 0 for numbers in report.values())
 
 
 def check_export(

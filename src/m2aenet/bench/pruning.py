@@ -40,7 +40,8 @@ PRUNED_EXECUTORS = ("pixel", "tile")
 
 @dataclass
 class BenchSettings:
-    """What to measure. `weights` None: random weights (timing does not depend on them)."""
+    """What to measure: the `weights` (a shipped name or a file), or, with `weights` None,
+    random weights of the registered architecture `model` (timing does not depend on them)."""
 
     sizes: tuple[int, ...] = (1024,)
     fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5)

@@ -108,3 +108,15 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto, cpu, cuda, cuda:N or mps (default: auto)",
     )
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """`--threads N`: CPU threads of the network (default: torch's choice, one per core)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for the network (default: one per core); on a busy machine "
+        "--threads 1 is much faster",
+    )

@@ -39,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "For each image size and kept fraction (blob-shaped masks), time the deployed "
             "model densely and pruned (pixel, tile and auto executors), count FLOPs, measure "
-            "peak memory and the largest difference from the train-mode output."
+            "peak memory and the largest difference from the train-mode output. Measures the "
+            "shipped weights unless --weights or --model says otherwise."
         ),
     )
     pruning.add_argument("--size", type=_sizes, default=(1024,), metavar="N[,N...]",
@@ -51,8 +52,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="F[,F...]",
         help="kept-pixel fractions (default: 0.05,0.1,0.25,0.5)",
     )
-    pruning.add_argument("--model", default="m2aenet-s", help="registered model (random weights)")
-    pruning.add_argument("--weights", metavar="NAME|PATH", help="benchmark these weights instead")
+    measured = pruning.add_mutually_exclusive_group()
+    measured.add_argument(
+        "--weights",
+        metavar="NAME|PATH",
+        help="shipped name or .safetensors to benchmark (default: default, the shipped model)",
+    )
+    measured.add_argument(
+        "--model",
+        metavar="NAME",
+        help="benchmark random weights of this registered architecture instead (m2aenet-s, ...)",
+    )
     pruning.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
     pruning.add_argument("--repeats", type=positive_int, default=5, help="timed runs (median)")
     pruning.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
@@ -180,8 +190,8 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         sizes=args.size,
         fractions=args.fractions,
-        model=args.model,
-        weights=args.weights,
+        model=args.model or BenchSettings.model,
+        weights=None if args.model else (args.weights or "default"),
         threads=args.threads,
         repeats=args.repeats,
         warmup=args.warmup,

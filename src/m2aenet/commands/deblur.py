@@ -1,9 +1,11 @@
 """`m2aenet deblur INPUT... -o OUTDIR`: restore a batch of images with a trained model.
 
 Under `torchrun --nproc_per_node N -m m2aenet deblur ...` every process reads RANK and
-WORLD_SIZE and takes its own round-robin share of the sorted inputs; no process group is
-needed. Each process prints the summary of its share, and with `--json FILE` and several
-processes, process R writes `FILE` with `.rankR` before the suffix (`summary.rank0.json`).
+WORLD_SIZE and takes its own round-robin share of the sorted inputs. Each process prints the
+summary of its share; at the end the processes join a gloo group (torchrun's MASTER_ADDR)
+only to hand their records to process 0, which prints the summary of the whole run and
+writes the one `--json FILE`. Started with RANK and WORLD_SIZE but no MASTER_ADDR, process R
+writes `FILE` with `.rankR` before the suffix (`summary.rank0.json`) instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from m2aenet.atomic import STDOUT
 from m2aenet.commands.arguments import (
     add_device_option,
+    add_threads_option,
     add_threshold_option,
     add_weights_option,
 )
@@ -79,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "region the restoration changed most",
     )
     add_device_option(parser)
+    add_threads_option(parser)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never inputs)"
     )
@@ -134,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.jpeg_quality <= 100:
         raise ConfigError(f"--jpeg-quality {args.jpeg_quality}: must be in 1..100")
     rank, world_size = rank_from_environment()
-    json_path = _rank_json_path(args.json, rank, world_size) if args.json else None
+    merge = world_size > 1 and _process_group_available()
+    json_path = args.json
+    if json_path is not None and world_size > 1 and not merge:
+        json_path = _rank_json_path(json_path, rank, world_size)
     to_stdout = json_path is not None and str(json_path) == STDOUT
     if json_path is not None:
         check_output_file(json_path, "--json")
@@ -156,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         executor=args.executor,
+        threads=args.threads,
     )
 
     records: list[dict[str, Any]] = []
@@ -165,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
         record = _deblur_one(deblurrer, job, args)
         if record["status"] == "skipped":
             message = f"{PROG}: {record['existing']} exists, skipped (use --overwrite to replace)"
+            progress.write(message, file=sys.stderr)
+        elif "kept" in record:
+            written = ", ".join(Path(path).name for path in record["extras_written"])
+            message = f"{PROG}: {record['kept']} exists, kept; wrote the missing {written}"
             progress.write(message, file=sys.stderr)
         elif record["status"] == "failed":
             progress.write(f"{PROG}: error: {record['error']}", file=sys.stderr)
@@ -178,19 +190,70 @@ def run(args: argparse.Namespace) -> int:
     prefix = f"[rank {rank}/{world_size}] " if world_size > 1 else ""
     # With `--json -` standard output carries the JSON document only.
     print(prefix + _summary_line(summary), file=sys.stderr if to_stdout else sys.stdout)
+    document = {
+        "weights": str(args.weights),
+        "device": str(deblurrer.device),
+        "dense": args.dense,
+        "threshold": getattr(deblurrer.model, "mask_threshold", None),
+        "rank": rank,
+        "world_size": world_size,
+        "summary": summary,
+        "images": records,
+    }
+    if merge:
+        documents = _gather_on_rank_0(document, world_size)
+        if documents is None:
+            return 1 if summary["failed"] else 0
+        document = _merged_document(documents)
+        line = f"[all {world_size} processes] " + _summary_line(document["summary"])
+        print(line, file=sys.stderr if to_stdout else sys.stdout)
     if json_path is not None:
-        document = {
-            "weights": str(args.weights),
-            "device": str(deblurrer.device),
-            "dense": args.dense,
-            "threshold": getattr(deblurrer.model, "mask_threshold", None),
-            "rank": rank,
-            "world_size": world_size,
-            "summary": summary,
-            "images": records,
-        }
         write_text_or_stdout(json_path, json.dumps(document, indent=2) + "\n")
     return 1 if summary["failed"] else 0
+
+
+def _process_group_available() -> bool:
+    """True under torchrun, which sets where process 0 listens for the others."""
+    return bool(os.environ.get("MASTER_ADDR")) and bool(os.environ.get("MASTER_PORT"))
+
+
+def _gather_on_rank_0(document: dict[str, Any], world_size: int) -> list[dict] | None:
+    """Every process's JSON document, in rank order, on process 0 (None on the others).
+
+    A gloo group on the CPU is joined only for this, after the work: processes that finish
+    early wait for the others (up to a day, not torch's default 30 minutes).
+    """
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", timeout=timedelta(days=1))
+    try:
+        gathered: list[Any] | None = [None] * world_size if dist.get_rank() == 0 else None
+        dist.gather_object(document, gathered, dst=0)
+    finally:
+        dist.destroy_process_group()
+    return gathered
+
+
+def _merged_document(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's JSON from the processes' documents: every image record, sorted by name, the
+    summary of them all (wall time: the slowest process) and each process's own summary."""
+    records = sorted(
+        (record for document in documents for record in document["images"]),
+        key=lambda record: record["name"],
+    )
+    first = documents[0]
+    return {
+        "weights": first["weights"],
+        "devices": [document["device"] for document in documents],
+        "dense": first["dense"],
+        "threshold": first["threshold"],
+        "world_size": len(documents),
+        "summary": _summary(records, max(d["summary"]["total_s"] for d in documents)),
+        "ranks": [{"rank": d["rank"], "summary": d["summary"]} for d in documents],
+        "images": records,
+    }
 
 
 def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -202,18 +265,26 @@ def _deblur_one(deblurrer: Any, job: Any, args: argparse.Namespace) -> dict[str,
         "input": str(job.source.path),
         "output": str(job.image),
     }
+    extras = (job.mask, job.overlay, job.compare)
     if job.done and not args.overwrite:
-        return {**record, "status": "skipped", "existing": str(job.image)}
+        # The restored image exists and stays; extras this run newly asks for (--save-mask,
+        # --compare) are still written, from a fresh pass of the same network.
+        extras = tuple(path if path is not None and not path.exists() else None for path in extras)
+        if not any(extras):
+            return {**record, "status": "skipped", "existing": str(job.image)}
+        record.update(kept=str(job.image), extras_written=[str(p) for p in extras if p])
+    mask_path, overlay_path, compare_path = extras
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", InputWarning)
             result = deblurrer.deblur_file(
                 job.source.path,
                 job.image,
-                job.mask,
-                job.overlay,
+                mask_path,
+                overlay_path,
                 args.jpeg_quality,
-                compare_path=job.compare,
+                compare_path=compare_path,
+                write_image="kept" not in record,
             )
         notes = [str(item.message) for item in caught if issubclass(item.category, InputWarning)]
         if notes:

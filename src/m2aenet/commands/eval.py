@@ -6,9 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from m2aenet.commands.arguments import device_name, positive_int, threshold, threshold_help
+from m2aenet.commands.arguments import (
+    add_threads_option,
+    device_name,
+    positive_int,
+    threshold,
+    threshold_help,
+)
 
-LAYOUTS = ("generic", "gopro")
+LAYOUTS = ("generic", "gopro", "reloblur")  # m2aenet.data.datasets.LAYOUTS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,9 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layout",
         default="generic",
-        metavar="generic|gopro|PATTERNS.yaml",
+        metavar="generic|gopro|reloblur|PATTERNS.yaml",
         help="folder layout: generic ROOT/{blur,sharp,mask}/NAME, GoPro ROOT/SCENE/{blur,sharp}/, "
-        "or a YAML file of glob patterns (default: generic)",
+        "ReLoBlur ROOT/SEQ/SEQ_{blur,gt,mask}_FRAME, or a YAML file of patterns "
+        "(docs/usage.md; default: generic)",
     )
     parser.add_argument(
         "--weights", default="default", metavar="NAME|PATH", help="shipped weights name or file"
@@ -47,13 +54,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps"
     )
+    add_threads_option(parser)
     parser.add_argument("--limit", type=positive_int, metavar="N", help="first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def load_layout(layout: str) -> str | dict[str, Any]:
-    """`generic` / `gopro` as they are; anything else is a YAML file of patterns, read as a dict."""
+    """A built-in layout name as it is; anything else is a YAML file of patterns, read as a dict."""
     if layout in LAYOUTS:
         return layout
     import yaml
@@ -62,7 +70,7 @@ def load_layout(layout: str) -> str | dict[str, Any]:
 
     path = Path(layout)
     if not path.is_file():
-        raise ConfigError(f"--layout {layout}: not 'generic', 'gopro' or an existing YAML file")
+        raise ConfigError(f"--layout {layout}: not {', '.join(LAYOUTS)} or an existing YAML file")
     try:
         patterns = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
@@ -91,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.save_images, "--save-images")
     dataset = open_dataset(args.data, layout=load_layout(args.layout))
     deblurrer = Deblurrer.from_pretrained(
-        args.weights, device=args.device, threshold=args.threshold, dense=args.dense
+        args.weights,
+        device=args.device,
+        threshold=args.threshold,
+        dense=args.dense,
+        threads=args.threads,
     )
     report = evaluate(
         deblurrer_restore(deblurrer),

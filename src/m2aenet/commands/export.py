@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from m2aenet.commands.arguments import positive_int, threshold, threshold_help
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     """Export, check, print a summary; 0 on success."""
     from m2aenet.atomic import STDOUT, check_output_file, write_text_or_stdout
     from m2aenet.errors import ConfigError
-    from m2aenet.export import export_checked, load_deploy_model
+    from m2aenet.export import export_checked, load_deploy_model, restoration_checked
 
     if args.out.suffix != ".onnx":
         raise ConfigError(f"--out {args.out}: the file name must end in .onnx")
@@ -103,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
     )
     summary = {**result.as_dict(), "check": report or "skipped (--no-check)"}
+    if report:
+        summary["restoration_checked"] = restoration_checked(report)
+        if not summary["restoration_checked"]:
+            print(
+                "m2aenet export: warning: no check input had blurred pixels, so only the "
+                "copy of the input was compared; add --check with a motion-blurred photo",
+                file=sys.stderr,
+            )
     text = json.dumps(summary, indent=2)
     if args.json is None or str(args.json) != STDOUT:
         print(text)

@@ -14,18 +14,18 @@ with ``/``. Built-in layouts::
 
     generic: blur/{name}.{ext}         sharp/{name}.{ext}          mask/{name}.{ext}  (optional)
     gopro:   {scene}/blur/{name}.{ext} {scene}/sharp/{name}.{ext}  (no masks; name "scene/stem")
+    reloblur: {seq}/{seq}_blur_{frame}.{ext} {seq}/{seq}_gt_{frame}.{ext}
+              {seq}/{seq}_mask_{frame}.{ext} (optional)              (name "seq_frame")
 
-ReLoBlur as its authors' loader reads it (root holding ``dataset/`` and ``masks/``)::
+``reloblur`` is ReLoBlur with the three files of a frame side by side in one folder per
+sequence (root = a split folder, ``train/s01_01/s01_01_blur_000.png``). ReLoBlur as its
+authors' loader reads it (root holding ``dataset/`` and ``masks/``) is a pattern layout::
 
     layout:
       blur:  dataset/train/{scene}/{clip}/{frame}_blur.png
       sharp: dataset/train/{scene}/{clip}/{frame}_sharp.png
       mask:  masks/train/{scene}/{clip}/{frame}.png
 
-or, with all three files side by side (``train/s01_01/s01_01_blur_000.png``)::
-
-    layout: {blur: "{seq}/{seq}_blur_{frame}.png", sharp: "{seq}/{seq}_gt_{frame}.png",
-             mask: "{seq}/{seq}_mask_{frame}.png", name: "{seq}_{frame}"}
 
 Nothing is skipped silently: a blurred file without a sharp partner (or the reverse), a mask
 missing while others exist, two files for one name, an empty match, sizes that differ or a file
@@ -103,12 +103,18 @@ GENERIC_LAYOUT = LayoutPatterns(
 GOPRO_LAYOUT = LayoutPatterns(
     blur="{scene}/blur/{name}.{ext}", sharp="{scene}/sharp/{name}.{ext}", mask=None
 )
-LAYOUTS = {"generic": GENERIC_LAYOUT, "gopro": GOPRO_LAYOUT}
+RELOBLUR_LAYOUT = LayoutPatterns(
+    blur="{seq}/{seq}_blur_{frame}.{ext}",
+    sharp="{seq}/{seq}_gt_{frame}.{ext}",
+    mask="{seq}/{seq}_mask_{frame}.{ext}",
+    name="{seq}_{frame}",
+)
+LAYOUTS = {"generic": GENERIC_LAYOUT, "gopro": GOPRO_LAYOUT, "reloblur": RELOBLUR_LAYOUT}
 
 
 def parse_layout(layout: str | os.PathLike | Mapping[str, Any] | LayoutPatterns) -> LayoutPatterns:
-    """Resolve a layout: "generic", "gopro", a mapping of patterns, a YAML/JSON mapping given
-    as text, or the path of a .yaml/.yml file holding such a mapping."""
+    """Resolve a layout: "generic", "gopro", "reloblur", a mapping of patterns, a YAML/JSON
+    mapping given as text, or the path of a .yaml/.yml file holding such a mapping."""
     if isinstance(layout, LayoutPatterns):
         return layout
     if isinstance(layout, Mapping):
@@ -135,8 +141,8 @@ def parse_layout(layout: str | os.PathLike | Mapping[str, Any] | LayoutPatterns)
             spec = None
     if not isinstance(spec, Mapping):
         raise ConfigError(
-            f"layout: unknown layout {text!r} (expected 'generic', 'gopro' or a mapping with "
-            "blur, sharp and optional mask/name patterns)"
+            f"layout: unknown layout {text!r} (expected 'generic', 'gopro', 'reloblur' or a "
+            "mapping with blur, sharp and optional mask/name patterns)"
         )
     return LayoutPatterns.from_dict(spec)
 
@@ -332,7 +338,8 @@ class PairedImageDataset(Dataset):
     Each item: {"blur": float32 (3, H, W) in [0, 1], "sharp": same, "mask": float32 (1, H, W)
     in {0, 1} (all ones when the dataset has no masks), "has_mask": bool, "name": str}.
 
-    layout: "generic", "gopro", a LayoutPatterns, a mapping or YAML text (see `parse_layout`);
+    layout: "generic", "gopro", "reloblur", a LayoutPatterns, a mapping or YAML text (see
+        `parse_layout`);
     patterns: a LayoutPatterns or mapping that replaces `layout` (then leave layout "generic").
     crop_size: int or (h, w) for one random paired crop per item; None returns whole images.
     augment: random flips and 90-degree turns (turns only for square crops), same for all three.

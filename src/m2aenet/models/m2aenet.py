@@ -50,7 +50,8 @@ __all__ = ["M2AENet", "M2AENetConfig", "SIZE_MULTIPLE", "pad_to_multiple", "para
 
 @dataclass
 class M2AENetConfig:
-    """Architecture of M2AENet (defaults: `m2aenet-s`, the CPU-fast model that ships).
+    """Architecture of M2AENet (defaults: `m2aenet-s`, the first CPU model: full-resolution
+    body, C = 24; the shipped weights are `m2aenet-s2`, below).
 
     channels:            width C of the full-resolution body
     num_blocks:          number of prunable blocks N
@@ -134,6 +135,20 @@ class M2AENetBConfig(M2AENetConfig):
     mask_depth: int = 3
     analyzer_width: int = 32
     analyzer_levels: int = 3
+
+
+@dataclass
+class M2AENetS2Config(M2AENetConfig):
+    """`m2aenet-s2`: the architecture of the shipped `default` weights (since session 4): the
+    body on 2x2 cells (`body_scale: 2`), C = 48, 16 trajectory channels, the analyzer's own
+    stem, a depth-5 predictor context and threshold 0.3 (docs/architecture.md)."""
+
+    channels: int = 48
+    trajectory_channels: int = 16
+    mask_context_depth: int = 5
+    analyzer_stem: bool = True
+    mask_threshold: float = 0.3
+    body_scale: int = 2
 
 
 class M2AENet(MaskMotionFrontEnd):
@@ -326,6 +341,12 @@ def _cropped_trajectory(
 @register_model("m2aenet-s", M2AENetConfig)
 def build_m2aenet_s(config: M2AENetConfig) -> M2AENet:
     """CPU-fast default: trains on a 2-core CPU, runs in about a second per megapixel."""
+    return M2AENet(config)
+
+
+@register_model("m2aenet-s2", M2AENetS2Config)
+def build_m2aenet_s2(config: M2AENetConfig) -> M2AENet:
+    """The shipped architecture: m2aenet-s with its body on 2x2 cells and a wider body."""
     return M2AENet(config)
 
 

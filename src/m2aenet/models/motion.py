@@ -58,8 +58,9 @@ def sampling_grid(
     scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], dtype=displacement.dtype)
     scale = scale.to(displacement.device)
     functional = torch.is_grad_enabled() and (base.requires_grad or displacement.requires_grad)
-    # torch.export keeps the strides of `out=` results, which broke the caller's view.
-    if functional or torch.compiler.is_exporting():
+    # torch.export keeps the strides of `out=` results, which broke the caller's view, and
+    # the TorchScript ONNX exporter has no `add` with `out=` (a TypeError naming add()).
+    if functional or torch.compiler.is_exporting() or torch.jit.is_tracing():
         return (base + displacement).contiguous() * scale - 1.0
     # The same arithmetic without temporaries (out= and in-place ops do not support autograd).
     shape = torch.broadcast_shapes(base.shape, displacement.shape)

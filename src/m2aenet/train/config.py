@@ -58,7 +58,7 @@ class DataSource:
     """One source of samples: a dataset folder or the on-the-fly synthetic generator.
 
     `source: folder` reads `root` through `m2aenet.data.datasets.open_dataset(root, layout, ...)`
-    (`layout`: generic, gopro, or a mapping of blur/sharp/mask patterns for ReLoBlur & co.);
+    (`layout`: generic, gopro, reloblur, or a mapping of blur/sharp/mask patterns);
     `source: synth` generates pairs with `OnTheFlySynthDataset` (the role picks its split, so
     training and validation never draw the same photos). `crop_size` is the training crop,
     or the side of generated images; `null` means full images (validation folders).

@@ -492,6 +492,12 @@ class Trainer:
                     f"m2aenet train: no checkpoint in {self.out}; starting at step 0",
                     file=sys.stderr,
                 )
+            elif self.resume and step >= config.steps:
+                print(
+                    f"m2aenet train: {self.out} is finished (step {step} of {config.steps}); "
+                    "raise steps=N to train further",
+                    file=sys.stderr,
+                )
         distributed.barrier(info)
 
         if info.distributed:
