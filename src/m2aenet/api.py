@@ -43,6 +43,22 @@ AUTO_TILE_PIXELS = 2048 * 2048
 #: Tile side used by automatic tiling: about 1.2 GB per tile at worst.
 AUTO_TILE_SIZE = 1024
 
+#: Pixels shared by neighbouring tiles unless the caller says otherwise.
+DEFAULT_TILE_OVERLAP = 32
+
+
+def check_tiling(
+    tile: int | None, tile_overlap: int, names: tuple[str, str] = ("tile", "tile_overlap")
+) -> None:
+    """ConfigError naming the option unless `tile`/`tile_overlap` can cover an image.
+
+    tile None (automatic) is checked against AUTO_TILE_SIZE, so a bad overlap is refused up
+    front rather than on the first image large enough to be tiled; tile 0 never tiles.
+    """
+    if tile != 0:
+        validate_tiling(AUTO_TILE_SIZE if tile is None else tile, tile_overlap, names)
+
+
 # Pillow modes kept as they are: mode -> numpy dtype of its raw pixel data.
 _RAW_MODES = {
     "L": np.uint8,
@@ -229,7 +245,7 @@ class Deblurrer:
         threshold: float | None = None,
         dense: bool = False,
         tile: int | None = None,
-        tile_overlap: int = 32,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
         executor: str = "auto",
         count_flops: bool = True,
     ) -> None:
@@ -244,8 +260,7 @@ class Deblurrer:
             self.model.mask_threshold = threshold
         if hasattr(self.model, "executor"):
             self.model.executor = executor
-        if tile:
-            validate_tiling(tile, tile_overlap)
+        check_tiling(tile, tile_overlap)
         self.dense = dense
         self.tile = tile
         self.tile_overlap = tile_overlap
@@ -270,6 +285,7 @@ class Deblurrer:
 
         if options.get("threshold") is not None:  # a bad value must not wait for the model
             check_threshold(options["threshold"])
+        check_tiling(options.get("tile"), options.get("tile_overlap", DEFAULT_TILE_OVERLAP))
         device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         model = load_model(weights, device=device)
         if hasattr(model, "reparameterize"):

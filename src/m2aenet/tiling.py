@@ -24,14 +24,20 @@ from m2aenet.errors import ConfigError
 TileFunction = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def validate_tiling(tile: int, overlap: int) -> None:
-    """Refuse tile settings that cannot cover an image (ConfigError naming the option)."""
+def validate_tiling(
+    tile: int, overlap: int, names: tuple[str, str] = ("tile", "tile_overlap")
+) -> None:
+    """Refuse tile settings that cannot cover an image (ConfigError naming the option).
+
+    names: how the two settings are called in messages (the CLI passes its option names).
+    """
+    tile_name, overlap_name = names
     if tile < 16:
-        raise ConfigError(f"tile={tile}: a tile must be at least 16 pixels wide")
+        raise ConfigError(f"{tile_name}={tile}: a tile must be at least 16 pixels wide")
     if overlap < 0:
-        raise ConfigError(f"tile_overlap={overlap}: must be >= 0")
+        raise ConfigError(f"{overlap_name}={overlap}: must be >= 0")
     if overlap * 2 > tile:
-        raise ConfigError(f"tile_overlap={overlap}: must be at most half the tile size ({tile})")
+        raise ConfigError(f"{overlap_name}={overlap}: must be at most half the tile size ({tile})")
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
