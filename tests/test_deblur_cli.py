@@ -337,3 +337,69 @@ def test_compare_writes_one_picture_per_image(weights: tuple[Path, float], tmp_p
     ]
     picture = _read(out / "a_compare.png")
     assert picture.shape[0] > HEIGHT and picture.shape[1] > 3 * WIDTH  # five panels, titled
+
+
+def test_an_output_extension_that_cannot_be_written_fails_before_any_work(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = _input_folder(tmp_path, {"good.png": 1})
+    Image.fromarray(_picture(2)).save(inputs / "photo.jfif", format="JPEG")
+    Image.fromarray(_picture(3)).save(inputs / "photo_noext", format="PNG")
+    out = tmp_path / "out"
+    names = [inputs / "good.png", inputs / "photo.jfif", inputs / "photo_noext"]
+    assert _deblur(weights, *names, "-o", out, "--save-mask", "--compare") == 1
+    captured = capsys.readouterr()
+    assert "1 images done, 0 skipped, 2 failed" in captured.out
+    errors = [line for line in captured.err.splitlines() if ": error: " in line]
+    assert len(errors) == 2 and all("unsupported output extension" in e for e in errors), errors
+    # Nothing was written for the two refused files: no orphan mask, overlay or comparison.
+    assert sorted(path.name for path in out.iterdir()) == [
+        "good.png",
+        "good_compare.png",
+        "good_mask.png",
+        "good_overlay.png",
+    ]
+
+
+def test_a_folder_where_an_output_goes_is_an_error_for_that_file(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = _input_folder(tmp_path, {"good.png": 1, "other.png": 2})
+    out = tmp_path / "out"
+    (out / "good.png").mkdir(parents=True)
+    for extra in ([], ["--overwrite"]):
+        assert _deblur(weights, inputs, "-o", out, *extra) == 1
+        captured = capsys.readouterr()
+        assert "good.png: is a folder, not an output file" in captured.err
+        assert "exists, skipped" not in captured.err
+        assert "0 skipped, 1 failed" in captured.out
+        assert (out / "good.png").is_dir() and _read(out / "other.png").shape == (HEIGHT, WIDTH, 3)
+
+
+def test_a_read_only_output_folder_is_refused_before_the_model_loads(
+    weights: tuple[Path, float],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from m2aenet import atomic, checkpoint
+
+    inputs = _input_folder(tmp_path, {"a.png": 1})
+    out = tmp_path / "out"
+    out.mkdir()
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def read_only_out(*args: object, **kwargs: object) -> tuple[int, str]:
+        if Path(str(kwargs.get("dir"))).resolve() == out.resolve():
+            raise OSError(30, "Read-only file system")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only_out)
+    loads = []
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: loads.append(a))
+    assert _deblur(weights, inputs, "-o", out) == 2
+    err = capsys.readouterr().err
+    assert f"-o {out}: cannot write in {out} (Read-only file system)" in err
+    assert not loads and os.listdir(out) == []

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from m2aenet.errors import InputError, InputWarning
+from m2aenet.errors import InputError, InputWarning, OutputError
 from m2aenet.tiling import run_tiled, validate_tiling
 
 if TYPE_CHECKING:
@@ -496,9 +496,11 @@ class Deblurrer:
         """
         from m2aenet.imageio import load_image, output_format, save_image, write_png
 
-        _refuse_overwriting_source(source, [destination, mask_path, overlay_path, compare_path])
+        # Every output is judged before any work, so a bad one leaves no orphan files.
+        _check_output_paths(source, [destination, mask_path, overlay_path, compare_path])
+        destination_format = output_format(destination)
         loaded = load_image(source)
-        if loaded.lossless and output_format(destination) == "JPEG":
+        if loaded.lossless and destination_format == "JPEG":
             warnings.warn(
                 f"{source}: holds lossless {loaded.format} data but {Path(destination).name} "
                 "is written as JPEG, so pixels outside the mask change too; rename the input "
@@ -528,13 +530,19 @@ class Deblurrer:
         return result
 
 
-def _refuse_overwriting_source(
-    source: str | os.PathLike, outputs: list[str | os.PathLike | None]
-) -> None:
-    """InputError when an output path is the source file itself (inputs are never replaced)."""
+def _check_output_paths(source: str | os.PathLike, outputs: list[str | os.PathLike | None]) -> None:
+    """InputError when an output path is the source file itself (inputs are never replaced);
+    OutputError when one is an existing folder (it would fail only after the work)."""
     source_path = Path(source).resolve()
     for output in outputs:
-        if output is not None and Path(output).resolve() == source_path:
+        if output is None:
+            continue
+        if Path(output).resolve() == source_path:
             raise InputError(
                 f"{output}: output would overwrite the input {source}; choose another path"
+            )
+        if Path(output).is_dir():
+            raise OutputError(
+                f"{output}: is a folder, not an output file; remove or rename it "
+                f"(the result of {source} goes there)"
             )
