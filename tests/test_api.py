@@ -355,3 +355,40 @@ def test_a_tensor_batch_comes_back_as_a_tensor(
         deblurrer(batch[:0])
     with pytest.raises(InputError, match=r"unsupported tensor shape \(2, 5, 48, 64\)"):
         deblurrer(torch.zeros(2, 5, HEIGHT, WIDTH))
+
+
+def test_two_threads_making_the_first_calls_measure_flops_once_and_keep_the_executor(
+    rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from m2aenet import flops
+
+    model = random_model().reparameterize()
+    reference = Deblurrer(model, device="cpu").flops_estimate(HEIGHT, WIDTH, 100)
+    real_count = flops.count_flops
+    measured_with = []
+
+    def slow_count(model: torch.nn.Module, *args: object, **kwargs: object) -> object:
+        measured_with.append(model.executor)
+        time.sleep(0.1)  # widens the window in which a second thread also starts measuring
+        return real_count(model, *args, **kwargs)
+
+    monkeypatch.setattr(flops, "count_flops", slow_count)
+    deblurrer = Deblurrer(model, device="cpu")
+    start = threading.Barrier(2)
+    estimates = []
+
+    def first_call() -> None:
+        start.wait()
+        estimates.append(deblurrer.flops_estimate(HEIGHT, WIDTH, 100))
+
+    threads = [threading.Thread(target=first_call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert model.executor == "auto"
+    assert len(measured_with) == 3 and set(measured_with) == {"pixel"}  # one measurement
+    assert estimates == [reference, reference]

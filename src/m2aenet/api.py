@@ -15,6 +15,7 @@ touch goes through a float round trip.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -266,6 +267,7 @@ class Deblurrer:
         self.tile_overlap = tile_overlap
         self.count_flops = count_flops
         self._flop_rates: tuple[float, float, float] | None = None
+        self._first_call_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -357,7 +359,11 @@ class Deblurrer:
         1-megapixel image), so it is not done.
         """
         if self._flop_rates is None:
-            self._flop_rates = self._measure_flop_rates()
+            # One thread measures; others wait for its rates. Measuring swaps the model's
+            # executor, so two threads measuring at once could restore each other's swap.
+            with self._first_call_lock:
+                if self._flop_rates is None:
+                    self._flop_rates = self._measure_flop_rates()
         nothing_kept, fixed, per_kept = self._flop_rates
         pixels = height * width
         dense = pixels * (fixed + per_kept)
