@@ -392,3 +392,53 @@ def test_two_threads_making_the_first_calls_measure_flops_once_and_keep_the_exec
     assert model.executor == "auto"
     assert len(measured_with) == 3 and set(measured_with) == {"pixel"}  # one measurement
     assert estimates == [reference, reference]
+
+
+def test_tiled_images_hold_no_image_sized_float_copy(deblurrer: Deblurrer) -> None:
+    """Numpy memory of a tiled run is the output and the mask plus one band of tile rows.
+
+    The whole-image float pipeline peaked at more than 36 bytes a pixel of numpy arrays
+    (float input, compose temporaries) on top of the network; a 16384 x 16384 PNG needed
+    more than 12 GB. tracemalloc sees numpy's allocations (not torch's).
+    """
+    import tracemalloc
+
+    tall = np.tile(np.round(picture(3) * 255).astype(np.uint8), (64, 1, 1))  # 3072 x 64
+    tiled = Deblurrer(deblurrer.model, device="cpu", tile=64, tile_overlap=8, count_flops=False)
+    whole = tiled.restore(tall.astype(np.float32) / 255)  # the full-image path, for reference
+    tracemalloc.start()
+    try:
+        result = tiled.deblur_array(tall)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.stats["tiles"] == 55 and result.image.dtype == np.uint8
+    assert peak < 8 * tall.shape[0] * tall.shape[1], peak  # output 3 + mask 1 + bands
+    # Streaming the bands changes nothing: the same pixels as blending the whole image.
+    assert np.array_equal(result.mask, whole[1])
+    assert np.array_equal(result.image, compose(tall, whole[0], whole[1]))
+    _check_outside_mask(result, tall)
+
+
+def test_an_image_that_cannot_fit_in_memory_is_refused_before_decoding(
+    deblurrer: Deblurrer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from m2aenet import imageio, memory
+
+    source = tmp_path / "big.png"
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(source)
+    monkeypatch.setattr(memory, "available_memory", lambda: 20 * 1000**2)
+    decoded = []
+    monkeypatch.setattr(imageio, "load_image", lambda *a, **k: decoded.append(a))
+    untiled = Deblurrer(deblurrer.model, device="cpu", tile=0, count_flops=False)
+    with pytest.raises(
+        InputError, match=r"big.png: a 256 x 256 image needs up to [\d.]+ MB .* use tiling"
+    ):
+        untiled.deblur_file(source, tmp_path / "out.png")
+    with pytest.raises(InputError, match=r"array: a 256 x 256 image needs up to"):
+        untiled.deblur_array(np.zeros((256, 256, 3), np.uint8))
+    assert not decoded and not (tmp_path / "out.png").exists()
+    # Tiles bound the network's share: the same image in 64-pixel tiles fits in 20 MB.
+    tiled = Deblurrer(deblurrer.model, device="cpu", tile=64, count_flops=False)
+    assert tiled.memory_estimate(256, 256, 31) < 20 * 1000**2
+    tiled.deblur_array(np.zeros((256, 256, 3), np.uint8))
