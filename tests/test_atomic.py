@@ -81,6 +81,21 @@ def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
         check_output_folder(tmp_path / "file" / "out", "-o")
 
 
+def refuse_files_in(monkeypatch: pytest.MonkeyPatch, folder: Path, error: OSError) -> None:
+    """Make creating a temporary file in `folder` fail with `error`, as a read-only folder
+    does for a user who is not root (root writes through permission bits)."""
+    from m2aenet import atomic
+
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def refusing_mkstemp(*args: object, **kwargs: object) -> tuple[int, str]:
+        if Path(str(kwargs.get("dir"))).resolve() == folder.resolve():
+            raise error
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refusing_mkstemp)
+
+
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -92,14 +107,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
     if os.geteuid() != 0:  # root writes through permission bits: simulate the refusal instead
         locked.chmod(0o555)
     else:
-        real_mkstemp = atomic.tempfile.mkstemp
-
-        def refuse_in_locked(*args: object, **kwargs: object) -> tuple[int, str]:
-            if Path(str(kwargs.get("dir"))).resolve() == locked.resolve():
-                raise PermissionError(13, "Permission denied")
-            return real_mkstemp(*args, **kwargs)
-
-        monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse_in_locked)
+        refuse_files_in(monkeypatch, locked, PermissionError(13, "Permission denied"))
     try:
         with pytest.raises(OutputError, match=r"-o .*locked: cannot write in .*Permission denied"):
             atomic.check_output_folder(locked, "-o")

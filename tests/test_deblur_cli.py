@@ -384,19 +384,14 @@ def test_a_read_only_output_folder_is_refused_before_the_model_loads(
 ) -> None:
     import os
 
-    from m2aenet import atomic, checkpoint
+    from test_atomic import refuse_files_in
+
+    from m2aenet import checkpoint
 
     inputs = _input_folder(tmp_path, {"a.png": 1})
     out = tmp_path / "out"
     out.mkdir()
-    real_mkstemp = atomic.tempfile.mkstemp
-
-    def read_only_out(*args: object, **kwargs: object) -> tuple[int, str]:
-        if Path(str(kwargs.get("dir"))).resolve() == out.resolve():
-            raise OSError(30, "Read-only file system")
-        return real_mkstemp(*args, **kwargs)
-
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only_out)
+    refuse_files_in(monkeypatch, out, OSError(30, "Read-only file system"))
     loads = []
     monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: loads.append(a))
     assert _deblur(weights, inputs, "-o", out) == 2

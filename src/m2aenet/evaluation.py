@@ -264,9 +264,7 @@ def evaluate(
         if failed:
             raise InputError(f"no sample could be read; the first: {failed[0]}")
         raise InputError("the data set has no samples to evaluate")
-    report = EvalReport(rows=rows, mean=mean_metrics(rows), input_mean=mean_metrics(input_rows))
-    report.failed = failed
-    return report
+    return EvalReport(rows, mean_metrics(rows), mean_metrics(input_rows), failed)
 
 
 def _save_pictures(
