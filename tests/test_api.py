@@ -378,3 +378,90 @@ def test_threads_apply_to_the_network_and_are_restored(rgb: np.ndarray) -> None:
 def test_bad_thread_counts_are_refused(threads: object) -> None:
     with pytest.raises(ConfigError, match="threads must be an integer >= 1"):
         Deblurrer(random_model(), device="cpu", threads=threads)
+
+
+def test_two_threads_making_the_first_calls_measure_flops_once_and_keep_the_executor(
+    rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from m2aenet import flops
+
+    model = random_model().reparameterize()
+    reference = Deblurrer(model, device="cpu").flops_estimate(HEIGHT, WIDTH, 100)
+    real_count = flops.count_flops
+    measured_with = []
+
+    def slow_count(model: torch.nn.Module, *args: object, **kwargs: object) -> object:
+        measured_with.append(model.executor)
+        time.sleep(0.1)  # widens the window in which a second thread also starts measuring
+        return real_count(model, *args, **kwargs)
+
+    monkeypatch.setattr(flops, "count_flops", slow_count)
+    deblurrer = Deblurrer(model, device="cpu")
+    start = threading.Barrier(2)
+    estimates = []
+
+    def first_call() -> None:
+        start.wait()
+        estimates.append(deblurrer.flops_estimate(HEIGHT, WIDTH, 100))
+
+    threads = [threading.Thread(target=first_call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert model.executor == "auto"
+    assert len(measured_with) == 3 and set(measured_with) == {"pixel"}  # one measurement
+    assert estimates == [reference, reference]
+
+
+def test_tiled_images_hold_no_image_sized_float_copy(deblurrer: Deblurrer) -> None:
+    """Numpy memory of a tiled run is the output and the mask plus one band of tile rows.
+
+    The whole-image float pipeline peaked at more than 36 bytes a pixel of numpy arrays
+    (float input, compose temporaries) on top of the network; a 16384 x 16384 PNG needed
+    more than 12 GB. tracemalloc sees numpy's allocations (not torch's).
+    """
+    import tracemalloc
+
+    tall = np.tile(np.round(picture(3) * 255).astype(np.uint8), (64, 1, 1))  # 3072 x 64
+    tiled = Deblurrer(deblurrer.model, device="cpu", tile=64, tile_overlap=8, count_flops=False)
+    whole = tiled.restore(tall.astype(np.float32) / 255)  # the full-image path, for reference
+    tracemalloc.start()
+    try:
+        result = tiled.deblur_array(tall)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.stats["tiles"] == 55 and result.image.dtype == np.uint8
+    assert peak < 8 * tall.shape[0] * tall.shape[1], peak  # output 3 + mask 1 + bands
+    # Streaming the bands changes nothing: the same pixels as blending the whole image.
+    assert np.array_equal(result.mask, whole[1])
+    assert np.array_equal(result.image, compose(tall, whole[0], whole[1]))
+    _check_outside_mask(result, tall)
+
+
+def test_an_image_that_cannot_fit_in_memory_is_refused_before_decoding(
+    deblurrer: Deblurrer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from m2aenet import imageio, memory
+
+    source = tmp_path / "big.png"
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(source)
+    monkeypatch.setattr(memory, "available_memory", lambda: 20 * 1000**2)
+    decoded = []
+    monkeypatch.setattr(imageio, "load_image", lambda *a, **k: decoded.append(a))
+    untiled = Deblurrer(deblurrer.model, device="cpu", tile=0, count_flops=False)
+    with pytest.raises(
+        InputError, match=r"big.png: a 256 x 256 image needs up to [\d.]+ MB .* use tiling"
+    ):
+        untiled.deblur_file(source, tmp_path / "out.png")
+    with pytest.raises(InputError, match=r"array: a 256 x 256 image needs up to"):
+        untiled.deblur_array(np.zeros((256, 256, 3), np.uint8))
+    assert not decoded and not (tmp_path / "out.png").exists()
+    # Tiles bound the network's share: the same image in 64-pixel tiles fits in 20 MB.
+    tiled = Deblurrer(deblurrer.model, device="cpu", tile=64, count_flops=False)
+    assert tiled.memory_estimate(256, 256, 31) < 20 * 1000**2
+    tiled.deblur_array(np.zeros((256, 256, 3), np.uint8))

@@ -79,3 +79,43 @@ def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
         check_output_folder(tmp_path / "file", "-o")
     with pytest.raises(OutputError, match="is a file, not a folder"):
         check_output_folder(tmp_path / "file" / "out", "-o")
+
+
+def refuse_files_in(monkeypatch: pytest.MonkeyPatch, folder: Path, error: OSError) -> None:
+    """Make creating a temporary file in `folder` fail with `error`, as a read-only folder
+    does for a user who is not root (root writes through permission bits)."""
+    from m2aenet import atomic
+
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def refusing_mkstemp(*args: object, **kwargs: object) -> tuple[int, str]:
+        if Path(str(kwargs.get("dir"))).resolve() == folder.resolve():
+            raise error
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refusing_mkstemp)
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from m2aenet import atomic
+    from m2aenet.errors import OutputError
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() != 0:  # root writes through permission bits: simulate the refusal instead
+        locked.chmod(0o555)
+    else:
+        refuse_files_in(monkeypatch, locked, PermissionError(13, "Permission denied"))
+    try:
+        with pytest.raises(OutputError, match=r"-o .*locked: cannot write in .*Permission denied"):
+            atomic.check_output_folder(locked, "-o")
+        with pytest.raises(OutputError, match=r"-o .*locked/new/out: cannot write in .*locked"):
+            atomic.check_output_folder(locked / "new" / "out", "-o")
+        with pytest.raises(OutputError, match=r"--json .*s.json: cannot write in"):
+            atomic.check_output_file(locked / "s.json", "--json")
+        atomic.check_output_folder(tmp_path / "open", "-o")  # a writable place passes
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["locked"]  # no probe left
+    finally:
+        locked.chmod(0o755)

@@ -76,6 +76,27 @@ def _cases(root: Path) -> dict[str, tuple[list[str], str]]:
             ["synth", "--out", out, "--preview", str(afile / "p.png")],
             "is a file",
         ),
+        "synth --global-fraction nan": (
+            ["synth", "--out", out, "--count", "1", "--mode", "mixed", "--global-fraction", "nan"],
+            "must be in [0, 1]",
+        ),
+        "synth --global-fraction 7": (
+            ["synth", "--out", out, "--count", "1", "--global-fraction", "7"],
+            "must be in [0, 1]",
+        ),
+        "synth --global-fraction -1": (
+            ["synth", "--out", out, "--count", "1", "--global-fraction", "-1"],
+            "must be in [0, 1]",
+        ),
+        "deblur --tile-overlap 600": (
+            [*deblur, "--tile-overlap", "600"],
+            "--tile-overlap=600: must be at most half the tile size (1024)",
+        ),
+        "deblur --tile-overlap -5": ([*deblur, "--tile-overlap", "-5"], "--tile-overlap=-5"),
+        "deblur --tile 64 --tile-overlap 40": (
+            [*deblur, "--tile", "64", "--tile-overlap", "40"],
+            "--tile-overlap=40",
+        ),
         "synth --count 0": (["synth", "--out", out, "--count", "0"], "--count must be >= 1"),
         "eval --threshold 2": (["eval", "--data", out, "--threshold", "2"], "(0, 1)"),
         "eval --threads 0": (["eval", "--data", out, "--threads", "0"], "must be >= 1"),
@@ -99,11 +120,23 @@ def _cases(root: Path) -> dict[str, tuple[list[str], str]]:
             ["train", smoke, "model.overrides.channels=8.5"],
             "channels must be int, got 8.5",
         ),
+        "train analyzer_width=4096": (
+            ["train", smoke, "model.overrides.analyzer_width=4096"],
+            "model_config.analyzer_width 4096",
+        ),
+        "train analyzer_levels=40": (
+            ["train", smoke, "model.overrides.analyzer_levels=40"],
+            "model_config.analyzer_levels must be <=",
+        ),
         "train --out under a file": (["train", smoke, "--out", str(afile / "run")], "is a file"),
         "bench pruning --device tpu": ([*tiny_bench, "--device", "tpu"], "expected auto"),
         "bench pruning --json under a file": (
             [*tiny_bench, "--json", str(afile / "rows.json")],
             "is a file",
+        ),
+        "bench pruning --size 100000": (
+            ["bench", "pruning", "--size", "100000", "--no-memory"],
+            "sizes must be in 8..8192",
         ),
         "bench report --out under a file": (
             ["bench", "report", "--out", str(afile / "report")],

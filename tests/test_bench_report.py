@@ -241,7 +241,7 @@ def test_report_fractions_take_0_and_1_but_pruning_fractions_do_not(capsys) -> N
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "pruning", "--size", "4"])
-    assert "sizes must be >= 8, got '4'" in capsys.readouterr().err
+    assert "sizes must be in 8..8192, got '4'" in capsys.readouterr().err
 
 
 def test_memory_probe_measures_a_forward_pass_in_a_subprocess(tmp_path: Path) -> None:

@@ -44,6 +44,9 @@ def _tamper_sidecar(weights: Path, **changes: object) -> None:
         ({"model_config": [1, 2]}, "'model_config' must be a mapping"),
         ({"channels": 10**9}, "absurdly large"),
         ({"channels": 4096, "num_blocks": 64}, r"parameters \(limit"),
+        # Each analyzer level doubles the width: 40 levels overflowed torch's size arithmetic.
+        ({"analyzer_levels": 40}, "model_config.analyzer_levels must be <= "),
+        ({"analyzer_width": 4096}, "model_config.analyzer_width"),
     ],
 )
 def test_tampered_sidecars_are_refused_before_the_model_is_built(
@@ -80,6 +83,17 @@ def test_bad_json_in_the_sidecar_or_the_metadata_is_refused(weights: Path) -> No
         load_model(weights)
     save_file(load_file(weights), weights, metadata={"m2aenet": json.dumps({"model": 3})})
     with pytest.raises(CheckpointError, match=r"'model' must be a model name, got 3"):
+        load_model(weights)
+
+
+def test_a_sidecar_nested_too_deeply_is_one_error(weights: Path) -> None:
+    depth = 100_000  # json.loads recursed past the interpreter's limit: RecursionError
+    weights.with_suffix(".json").write_text("[" * depth + "]" * depth)
+    with pytest.raises(CheckpointError, match=r"w.json: JSON nested too deeply"):
+        load_model(weights)
+    weights.with_suffix(".json").unlink()
+    save_file(load_file(weights), weights, metadata={"m2aenet": "[" * depth + "]" * depth})
+    with pytest.raises(CheckpointError, match=r"w.safetensors: model record .* not valid JSON"):
         load_model(weights)
 
 

@@ -368,3 +368,64 @@ def test_extras_asked_for_later_are_written_and_the_image_is_kept(
     assert _deblur(weights, inputs / "a.png", "-o", out, "--save-mask", "--compare") == 0
     captured = capsys.readouterr()
     assert "exists, skipped" in captured.err and "0 images done, 1 skipped" in captured.out
+
+
+def test_an_output_extension_that_cannot_be_written_fails_before_any_work(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = _input_folder(tmp_path, {"good.png": 1})
+    Image.fromarray(_picture(2)).save(inputs / "photo.jfif", format="JPEG")
+    Image.fromarray(_picture(3)).save(inputs / "photo_noext", format="PNG")
+    out = tmp_path / "out"
+    names = [inputs / "good.png", inputs / "photo.jfif", inputs / "photo_noext"]
+    assert _deblur(weights, *names, "-o", out, "--save-mask", "--compare") == 1
+    captured = capsys.readouterr()
+    assert "1 images done, 0 skipped, 2 failed" in captured.out
+    errors = [line for line in captured.err.splitlines() if ": error: " in line]
+    assert len(errors) == 2 and all("unsupported output extension" in e for e in errors), errors
+    # Nothing was written for the two refused files: no orphan mask, overlay or comparison.
+    assert sorted(path.name for path in out.iterdir()) == [
+        "good.png",
+        "good_compare.png",
+        "good_mask.png",
+        "good_overlay.png",
+    ]
+
+
+def test_a_folder_where_an_output_goes_is_an_error_for_that_file(
+    weights: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = _input_folder(tmp_path, {"good.png": 1, "other.png": 2})
+    out = tmp_path / "out"
+    (out / "good.png").mkdir(parents=True)
+    for extra in ([], ["--overwrite"]):
+        assert _deblur(weights, inputs, "-o", out, *extra) == 1
+        captured = capsys.readouterr()
+        assert "good.png: is a folder, not an output file" in captured.err
+        assert "exists, skipped" not in captured.err
+        assert "0 skipped, 1 failed" in captured.out
+        assert (out / "good.png").is_dir() and _read(out / "other.png").shape == (HEIGHT, WIDTH, 3)
+
+
+def test_a_read_only_output_folder_is_refused_before_the_model_loads(
+    weights: tuple[Path, float],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from test_atomic import refuse_files_in
+
+    from m2aenet import checkpoint
+
+    inputs = _input_folder(tmp_path, {"a.png": 1})
+    out = tmp_path / "out"
+    out.mkdir()
+    refuse_files_in(monkeypatch, out, OSError(30, "Read-only file system"))
+    loads = []
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: loads.append(a))
+    assert _deblur(weights, inputs, "-o", out) == 2
+    err = capsys.readouterr().err
+    assert f"-o {out}: cannot write in {out} (Read-only file system)" in err
+    assert not loads and os.listdir(out) == []

@@ -295,3 +295,56 @@ def test_eval_command_rejects_bad_limit(capsys: pytest.CaptureFixture[str]) -> N
 def test_report_dataclass_round_trip() -> None:
     report = EvalReport(rows=[{"name": "x", "psnr": 1.0}], mean={"psnr": 1.0}, input_mean={})
     assert report.to_dict() == {"mean": {"psnr": 1.0}, "input": {}, "rows": report.rows}
+
+
+def _generic_set(root: Path, names: list[str]) -> Path:
+    """root/{blur,sharp,mask}/NAME.png from `_sample`; returns root."""
+    for name in names:
+        sample = _sample(name, len(name))
+        for key in ("blur", "sharp", "mask"):
+            (root / key).mkdir(parents=True, exist_ok=True)
+            array = sample[key].numpy().transpose(1, 2, 0)
+            pixels = to_uint8(array if key != "mask" else np.repeat(array, 3, axis=2))
+            Image.fromarray(pixels).save(root / key / f"{name}.png")
+    return root
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_image_fails_its_sample_only_and_the_run_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from m2aenet.data.datasets import open_dataset
+
+    root = _generic_set(tmp_path / "set", ["a", "b", "c"])
+    _truncate(root / "blur" / "b.png")
+    report = evaluate(_identity, open_dataset(root), progress=False)
+    assert [row["name"] for row in report.rows] == ["a", "c"]
+    assert len(report.failed) == 1 and "b.png" in report.failed[0]
+    assert report.to_dict()["failed"] == report.failed and "1 could not be read" in report.table()
+
+    class FakeDeblurrer:
+        @classmethod
+        def from_pretrained(cls, weights, **options):
+            return cls()
+
+        def __call__(self, image):
+            return types.SimpleNamespace(image=image, mask=None, stats={"ms": 2.0})
+
+    monkeypatch.setitem(sys.modules, "m2aenet.api", types.SimpleNamespace(Deblurrer=FakeDeblurrer))
+    report_path = tmp_path / "report.json"
+    argv = ["eval", "--data", str(root), "--json", str(report_path), "--no-progress"]
+    assert cli.main(argv) == 1
+    err_lines = capsys.readouterr().err.splitlines()
+    assert len(err_lines) == 1 and err_lines[0].startswith("m2aenet eval: error: ")
+    assert "b.png" in err_lines[0] and "Traceback" not in err_lines[0]
+    data = json.loads(report_path.read_text())
+    assert [row["name"] for row in data["rows"]] == ["a", "c"] and len(data["failed"]) == 1
+
+    _truncate(root / "blur" / "a.png")
+    _truncate(root / "blur" / "c.png")
+    with pytest.raises(InputError, match=r"no sample could be read; the first: .*a.png"):
+        evaluate(_identity, open_dataset(root), progress=False)

@@ -311,3 +311,14 @@ def test_mixed_mode_draws_both_kinds(tmp_path: Path) -> None:
     generator = SampleGenerator(photos, (48, 48), mode="mixed", global_fraction=0.5)
     modes = {generator(i).params["mode"] for i in range(12)}
     assert modes == {"local", "global"}
+
+
+@pytest.mark.parametrize("fraction", [float("nan"), 7.0, -1.0])
+def test_a_global_fraction_outside_the_unit_interval_is_refused(
+    tmp_path: Path, fraction: float
+) -> None:
+    from m2aenet.errors import InputError
+
+    # NaN used to be accepted and written to meta.json as a bare NaN (invalid JSON).
+    with pytest.raises(InputError, match="global_fraction must be in"):
+        SampleGenerator([tmp_path / "photo.png"], (64, 64), mode="mixed", global_fraction=fraction)

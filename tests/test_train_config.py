@@ -132,6 +132,18 @@ def test_model_overrides_are_checked_against_the_model_config(tmp_path: Path) ->
         load_config(write(tmp_path, {"model": {"name": "no-such-model"}}))
 
 
+def test_a_model_whose_training_state_cannot_fit_is_refused_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from m2aenet import memory
+
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    monkeypatch.setattr(memory, "available_memory", lambda: 50 * 1000**2)
+    load_config(smoke)  # a small model fits in 50 MB
+    with pytest.raises(ConfigError, match=r"model.overrides.channels=1024: training .* needs"):
+        load_config(smoke, ["model.overrides.channels=1024"])
+
+
 def test_loss_section_maps_onto_the_loss_config(tmp_path: Path) -> None:
     from m2aenet.losses import LossConfig
 

@@ -396,3 +396,33 @@ def test_resuming_a_finished_run_says_so(tmp_path: Path, capsys) -> None:
     assert run(config, out, resume=True)["step"] == 2
     err = capsys.readouterr().err
     assert f"{out} is finished (step 2 of 2); raise steps=N to train further" in err
+
+
+class _UnreadableAt:
+    """A map-style data set whose item 1 is a file that cannot be decoded."""
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> dict:
+        from m2aenet.errors import InputError
+
+        if index == 1:
+            raise InputError("/data/blur/b.png: cannot decode image (image file is truncated)")
+        return {"blur": torch.zeros(3, 4, 4)}
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_training_file_is_one_line_naming_it(workers: int) -> None:
+    from torch.utils.data import DataLoader
+
+    from m2aenet.errors import InputError
+    from m2aenet.train.data import one_line_data_errors
+
+    loader = DataLoader(_UnreadableAt(), batch_size=1, num_workers=workers)
+    batches = one_line_data_errors(iter(loader))
+    assert next(batches)["blur"].shape == (1, 3, 4, 4)
+    with pytest.raises(InputError) as error:
+        next(batches)
+    # A worker's error used to carry "Caught InputError in DataLoader worker" and a traceback.
+    assert str(error.value) == "/data/blur/b.png: cannot decode image (image file is truncated)"

@@ -151,3 +151,21 @@ def test_restoration_comparison_shows_five_panels_with_the_zoom() -> None:
     # The zoomed restored panel (last) is mostly the white patch.
     zoom = picture[-6 - 96 : -6, -6 - 96 : -6]
     assert (zoom == 255).all(axis=2).mean() > 0.5
+
+
+@pytest.mark.parametrize("shape", [(20000, 1), (1, 20000), (3000, 2000), (7, 5000)])
+def test_restoration_comparison_has_a_bounded_size_whatever_the_aspect(
+    shape: tuple[int, int],
+) -> None:
+    from m2aenet.visualize import restoration_comparison
+
+    before = np.zeros((*shape, 3), dtype=np.uint8)
+    after = before.copy()
+    after[shape[0] // 2 :, shape[1] // 2 :] = 200  # a changed corner for the zoom to find
+    mask = np.zeros(shape, dtype=bool)
+    picture = restoration_comparison(before, after, mask, max_width=256)
+    # A 1 x 20000 image gave a 40039 x 20030 picture (12.9 GB to build): every panel now
+    # fits 256 x 512 px, so five panels, their gaps and the title strip bound the picture.
+    assert picture.shape[0] <= 2 * 256 + 60 and picture.shape[1] <= 5 * 256 + 6 * 6, picture.shape
+    last_columns = picture[:, -6 - 8 : -6]  # inside the zoomed restored panel
+    assert (last_columns == 200).all(axis=2).sum() > 8 * 4  # the zoom shows the changed corner

@@ -15,6 +15,7 @@ touch goes through a float round trip.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ from PIL import Image
 from torch import nn
 
 from m2aenet.device import cpu_threads
-from m2aenet.errors import InputError, InputWarning
-from m2aenet.tiling import run_tiled, validate_tiling
+from m2aenet.errors import InputError, InputWarning, OutputError
+from m2aenet.tiling import run_tiled, run_tiled_rows, validate_tiling
 
 if TYPE_CHECKING:
     from m2aenet.imageio import LoadedImage
@@ -43,6 +44,28 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 AUTO_TILE_PIXELS = 2048 * 2048
 #: Tile side used by automatic tiling: about 1.2 GB per tile at worst.
 AUTO_TILE_SIZE = 1024
+
+#: Peak memory per pixel the network processes in one pass: m2aenet-s in deploy mode with
+#: every pixel kept measured 1.13-1.17 GB per megapixel (docs/usage.md).
+NETWORK_BYTES_PER_PIXEL = 1200
+#: Float32 buffers per pixel of a band of tile rows (input, blend sums, weights, result).
+BAND_BYTES_PER_PIXEL = 48
+
+#: Pixels shared by neighbouring tiles unless the caller says otherwise.
+DEFAULT_TILE_OVERLAP = 32
+
+
+def check_tiling(
+    tile: int | None, tile_overlap: int, names: tuple[str, str] = ("tile", "tile_overlap")
+) -> None:
+    """ConfigError naming the option unless `tile`/`tile_overlap` can cover an image.
+
+    tile None (automatic) is checked against AUTO_TILE_SIZE, so a bad overlap is refused up
+    front rather than on the first image large enough to be tiled; tile 0 never tiles.
+    """
+    if tile != 0:
+        validate_tiling(AUTO_TILE_SIZE if tile is None else tile, tile_overlap, names)
+
 
 # Pillow modes kept as they are: mode -> numpy dtype of its raw pixel data.
 _RAW_MODES = {
@@ -104,6 +127,29 @@ def _split_channels(array: np.ndarray) -> tuple[np.ndarray, bool]:
     )
 
 
+def _refuse_non_finite(array: np.ndarray, rows_per_step: int = 1024) -> None:
+    """InputError counting the NaN and infinite values of a float array (integers pass).
+
+    The network mixes neighbouring pixels, so one NaN would spread over the restored region
+    (a 10x10 NaN patch came back as ~10,000 NaN values): refuse instead. Counted a band of
+    rows at a time, so a large image costs no image-sized temporary.
+    """
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    color, _ = _split_channels(array)
+    non_finite = sum(
+        int(band.size - np.count_nonzero(np.isfinite(band)))
+        for band in (
+            color[top : top + rows_per_step] for top in range(0, color.shape[0], rows_per_step)
+        )
+    )
+    if non_finite:
+        raise InputError(
+            f"float image has {non_finite} non-finite values (NaN or infinity) of "
+            f"{color.size}; replace them (e.g. numpy.nan_to_num) before deblurring"
+        )
+
+
 def _to_model_rgb(array: np.ndarray) -> np.ndarray:
     """float32 (H, W, 3) in [0, 1] for the network, from any supported pixel array."""
     scale = _value_scale(array.dtype)
@@ -112,14 +158,7 @@ def _to_model_rgb(array: np.ndarray) -> np.ndarray:
     if scale is not None:
         rgb /= scale
     else:
-        # The network mixes neighbouring pixels, so one NaN would spread over the restored
-        # region (a 10x10 NaN patch came back as ~10,000 NaN values): refuse instead.
-        non_finite = int(rgb.size - np.count_nonzero(np.isfinite(rgb)))
-        if non_finite:
-            raise InputError(
-                f"float image has {non_finite} non-finite values (NaN or infinity) of "
-                f"{rgb.size}; replace them (e.g. numpy.nan_to_num) before deblurring"
-            )
+        _refuse_non_finite(rgb)
     if is_gray:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     return np.clip(rgb, 0.0, 1.0)
@@ -181,21 +220,38 @@ def _array_to_pil(array: np.ndarray, mode: str) -> Image.Image:
     return Image.frombytes(mode, (array.shape[1], array.shape[0]), raw.tobytes())
 
 
-def _loaded_to_array(loaded: LoadedImage) -> np.ndarray:
+def _loaded_to_array(loaded: LoadedImage, rows_per_step: int = 1024) -> np.ndarray:
     """The pixel values of a loaded file in its own bit depth: (H, W[, C]) uint8 or uint16,
-    or float32 as stored for float TIFFs."""
-    color = loaded.rgb[..., 0] if loaded.is_gray else loaded.rgb
-    channels = [color] if color.ndim == 3 else [color[..., None]]
-    if loaded.alpha is not None:
-        channels.append(loaded.alpha[..., None])
-    stacked = np.concatenate(channels, axis=2) if len(channels) > 1 else channels[0]
-    if stacked.ndim == 3 and stacked.shape[2] == 1:
-        stacked = stacked[..., 0]
-    if loaded.bit_depth == 32:
-        return stacked.astype(np.float32)
-    scale = 65535.0 if loaded.bit_depth == 16 else 255.0
-    dtype = np.uint16 if loaded.bit_depth == 16 else np.uint8
-    return np.round(stacked * scale).clip(0, scale).astype(dtype)
+    or float32 as stored for float TIFFs.
+
+    Converted a band of rows at a time: whole-image float temporaries cost 24 bytes a pixel
+    on top of the image, which decided the peak memory of large images.
+    """
+    floating = loaded.bit_depth == 32
+    scale = np.float32(65535.0 if loaded.bit_depth == 16 else 255.0)
+    dtype = np.float32 if floating else np.uint16 if loaded.bit_depth == 16 else np.uint8
+    channels = (1 if loaded.is_gray else 3) + (loaded.alpha is not None)
+    height, width = loaded.rgb.shape[:2]
+    out = np.empty((height, width, channels), dtype=dtype)
+    for top in range(0, height, rows_per_step):
+        rows = slice(top, top + rows_per_step)
+        color = loaded.rgb[rows, :, :1] if loaded.is_gray else loaded.rgb[rows]
+        parts = [color] if loaded.alpha is None else [color, loaded.alpha[rows, :, None]]
+        band = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+        out[rows] = band if floating else np.clip(np.round(band * scale), 0, scale)
+    return out[..., 0] if channels == 1 else out
+
+
+def _preview_rgb(array: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) of a pixel array, for the mask and comparison pictures."""
+    color, is_gray = _split_channels(array)
+    if color.dtype == np.uint16:
+        color = ((color.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif color.dtype == np.float32:
+        from m2aenet.imageio import to_uint8
+
+        color = to_uint8(color)
+    return np.repeat(color[..., None], 3, axis=2) if is_gray else np.ascontiguousarray(color)
 
 
 def _array_to_pil_8bit(array: np.ndarray) -> Image.Image:
@@ -243,7 +299,7 @@ class Deblurrer:
         threshold: float | None = None,
         dense: bool = False,
         tile: int | None = None,
-        tile_overlap: int = 32,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
         executor: str = "auto",
         count_flops: bool = True,
         threads: int | None = None,
@@ -259,14 +315,14 @@ class Deblurrer:
             self.model.mask_threshold = threshold
         if hasattr(self.model, "executor"):
             self.model.executor = executor
-        if tile:
-            validate_tiling(tile, tile_overlap)
+        check_tiling(tile, tile_overlap)
         self.dense = dense
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.count_flops = count_flops
         self.threads = check_threads(threads)
         self._flop_rates: tuple[float, float, float] | None = None
+        self._first_call_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -286,6 +342,7 @@ class Deblurrer:
 
         if options.get("threshold") is not None:  # a bad value must not wait for the model
             check_threshold(options["threshold"])
+        check_tiling(options.get("tile"), options.get("tile_overlap", DEFAULT_TILE_OVERLAP))
         device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         model = load_model(weights, device=device)
         if hasattr(model, "reparameterize"):
@@ -303,7 +360,8 @@ class Deblurrer:
         """(restored (1, 3, h, w), bool mask (1, 1, h, w)) of x, on the model's device."""
         x = x.to(self.device)
         mask = torch.ones_like(x[:, :1]) if self.dense else None
-        out = self.model(x) if mask is None else self.model(x, mask=mask)
+        with cpu_threads(self.threads):  # per network call, so every tile is covered too
+            out = self.model(x) if mask is None else self.model(x, mask=mask)
         return out.image.float(), out.mask > 0.5
 
     @torch.inference_mode()
@@ -317,19 +375,25 @@ class Deblurrer:
         height, width = rgb.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         tile = self._tile_size(height, width)
-        with cpu_threads(self.threads):
-            start = time.perf_counter()
-            if tile is not None and (height > tile or width > tile):
-                restored, mask, tiles = run_tiled(self._run_model, x, tile, self.tile_overlap)
-            else:
-                # The model contract already returns the input outside its mask.
-                restored, mask = (tensor.cpu() for tensor in self._run_model(x))
-                tiles = 1
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            ms = (time.perf_counter() - start) * 1000.0
+        start = time.perf_counter()
+        if tile is not None and (height > tile or width > tile):
+            restored, mask, tiles = run_tiled(self._run_model, x, tile, self.tile_overlap)
+        else:
+            # The model contract already returns the input outside its mask.
+            restored, mask = (tensor.cpu() for tensor in self._run_model(x))
+            tiles = 1
         mask_np = mask[0, 0].numpy()
-        kept = int(mask_np.sum())
+        stats = self._stats(height, width, mask_np, start, tiles)
+        return restored[0].permute(1, 2, 0).numpy(), mask_np, stats
+
+    def _stats(
+        self, height: int, width: int, mask: np.ndarray, start: float, tiles: int
+    ) -> dict[str, Any]:
+        """The `Result.stats` of a run that began at `perf_counter()` time `start`."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        ms = (time.perf_counter() - start) * 1000.0
+        kept = int(np.count_nonzero(mask))
         stats: dict[str, Any] = {
             "height": height,
             "width": width,
@@ -341,7 +405,77 @@ class Deblurrer:
         }
         if self.count_flops:
             stats["dense_gflops"], stats["pruned_gflops"] = self.flops_estimate(height, width, kept)
-        return restored[0].permute(1, 2, 0).numpy(), mask_np, stats
+        return stats
+
+    @torch.inference_mode()
+    def _deblur_tiled(self, array: np.ndarray, tile: int) -> Result:
+        """`deblur_array` of a large image, a band of tile rows at a time.
+
+        Only the input, the output (both in the input's dtype) and the mask are image-sized;
+        the float copies the network and the blending need exist for one band of rows
+        (`tiling.run_tiled_rows`), so a 268-megapixel 8-bit RGB image needs about 2 GB here
+        instead of the 21 GB a float pipeline over the whole image took.
+        """
+        height, width = array.shape[:2]
+        _refuse_non_finite(array)  # before any work, with the count over the whole image
+        mask = np.zeros((height, width), dtype=bool)
+        composed: list[np.ndarray] = []  # the output, allocated on the first finished rows
+
+        def read_rows(top: int, bottom: int) -> torch.Tensor:
+            rgb = _to_model_rgb(array[top:bottom])
+            return torch.from_numpy(rgb).permute(2, 0, 1)[None]
+
+        def emit(top: int, bottom: int, restored: torch.Tensor, rows_mask: torch.Tensor) -> None:
+            mask[top:bottom] = rows_mask[0, 0].numpy()
+            rows = compose(
+                array[top:bottom], restored[0].permute(1, 2, 0).numpy(), mask[top:bottom]
+            )
+            if not composed:
+                composed.append(np.empty((height, width, *rows.shape[2:]), dtype=rows.dtype))
+            composed[0][top:bottom] = rows
+
+        start = time.perf_counter()
+        tiles = run_tiled_rows(
+            self._run_model, read_rows, height, width, tile, self.tile_overlap, emit
+        )
+        return Result(composed[0], mask, self._stats(height, width, mask, start, tiles))
+
+    def memory_estimate(self, height: int, width: int, image_bytes_per_pixel: float) -> int:
+        """Bytes a `height` x `width` image needs at the peak, at worst (every pixel kept).
+
+        The network's share is set by what one pass processes (the whole image, or one tile
+        with tiling) and the band buffers of tiled runs; `image_bytes_per_pixel` is what the
+        caller holds per pixel of the whole image (decoded file, input, output, mask).
+        """
+        tile = self._tile_size(height, width)
+        pixels = height * width
+        if tile is None or (height <= tile and width <= tile):
+            network = pixels * NETWORK_BYTES_PER_PIXEL
+        else:
+            network = tile * tile * NETWORK_BYTES_PER_PIXEL
+            network += min(tile, height) * width * BAND_BYTES_PER_PIXEL
+        return int(network + pixels * image_bytes_per_pixel)
+
+    def check_memory(
+        self, height: int, width: int, image_bytes_per_pixel: float, name: str = "image"
+    ) -> None:
+        """InputError naming `name` when `memory_estimate` exceeds the memory available now.
+
+        Refusing up front is better than the kernel killing the process half-way through a
+        batch. Where the system does not say how much memory is free nothing is refused.
+        """
+        from m2aenet.memory import fits, format_bytes
+
+        needed = self.memory_estimate(height, width, image_bytes_per_pixel)
+        ok, available = fits(needed)
+        if ok:
+            return
+        tiling = "smaller tiles" if self._tile_size(height, width) else "use tiling"
+        raise InputError(
+            f"{name}: a {width} x {height} image needs up to {format_bytes(needed)} of memory "
+            f"but {format_bytes(available or 0)} is available; {tiling} (--tile N, tile=N) "
+            "or free memory"
+        )
 
     # -- FLOPs --------------------------------------------------------------------------------
 
@@ -358,7 +492,11 @@ class Deblurrer:
         1-megapixel image), so it is not done.
         """
         if self._flop_rates is None:
-            self._flop_rates = self._measure_flop_rates()
+            # One thread measures; others wait for its rates. Measuring swaps the model's
+            # executor, so two threads measuring at once could restore each other's swap.
+            with self._first_call_lock:
+                if self._flop_rates is None:
+                    self._flop_rates = self._measure_flop_rates()
         nothing_kept, fixed, per_kept = self._flop_rates
         pixels = height * width
         dense = pixels * (fixed + per_kept)
@@ -399,6 +537,12 @@ class Deblurrer:
         (channel 2 of 2 or 4 of 4) is copied from the input.
         """
         array = np.asarray(array)
+        height, width = _split_channels(array)[0].shape[:2]
+        # The caller holds the input; the output, the mask and a float copy are added.
+        self.check_memory(height, width, 2 * array.itemsize * array[0, 0].size + 1, "array")
+        tile = self._tile_size(height, width)
+        if tile is not None and (height > tile or width > tile):
+            return self._deblur_tiled(array, tile)
         restored, mask, stats = self.restore(_to_model_rgb(array))
         return Result(compose(array, restored, mask), mask, stats)
 
@@ -499,11 +643,27 @@ class Deblurrer:
         itself. `result.image` holds the restored pixels: uint8 or uint16 (H, W[, C]) as
         stored (gray 2-D; alpha last).
         """
-        from m2aenet.imageio import load_image, output_format, save_image, write_png
+        from m2aenet.imageio import (
+            load_image,
+            output_format,
+            read_image_info,
+            save_image,
+            write_png,
+        )
 
-        _refuse_overwriting_source(source, [destination, mask_path, overlay_path, compare_path])
+        # Every output is judged before any work, so a bad one leaves no orphan files.
+        _check_output_paths(source, [destination, mask_path, overlay_path, compare_path])
+        destination_format = output_format(destination)
+        info = read_image_info(source)
+        # Decoding holds the samples (up to 2 bytes) and float32 copies, then the input and
+        # output in the file's depth and the mask: about 6 bytes per channel plus 13.
+        try:  # a palette decodes to RGB(A)
+            channels = 4 if info.mode.startswith("P") else Image.getmodebands(info.mode)
+        except (KeyError, ValueError):
+            channels = 4
+        self.check_memory(info.height, info.width, 6 * channels + 13, str(source))
         loaded = load_image(source)
-        if loaded.lossless and output_format(destination) == "JPEG":
+        if loaded.lossless and destination_format == "JPEG":
             warnings.warn(
                 f"{source}: holds lossless {loaded.format} data but {Path(destination).name} "
                 "is written as JPEG, so pixels outside the mask change too; rename the input "
@@ -512,18 +672,21 @@ class Deblurrer:
                 stacklevel=2,
             )
         original = _loaded_to_array(loaded)
+        # The float copy is not needed any more (alpha and metadata are): free it, keeping
+        # its shape for the writer's checks. On a large image it is the largest array held.
+        loaded.rgb = np.broadcast_to(np.zeros((1, 1, 3), np.float32), loaded.rgb.shape)
         result = self.deblur_array(original)
         if mask_path is not None:
             write_png(mask_path, result.mask.astype(np.uint8) * 255)
         if overlay_path is not None:
             from m2aenet.visualize import mask_overlay
 
-            write_png(overlay_path, mask_overlay(_to_model_rgb(original), result.mask))
+            write_png(overlay_path, mask_overlay(_preview_rgb(original), result.mask))
         if compare_path is not None:
             from m2aenet.visualize import restoration_comparison
 
             picture = restoration_comparison(
-                _to_model_rgb(original), _to_model_rgb(result.image), result.mask
+                _preview_rgb(original), _preview_rgb(result.image), result.mask
             )
             write_png(compare_path, picture)
         # The composed integers go to the writer as they are (alpha comes from `loaded`), so
@@ -534,13 +697,19 @@ class Deblurrer:
         return result
 
 
-def _refuse_overwriting_source(
-    source: str | os.PathLike, outputs: list[str | os.PathLike | None]
-) -> None:
-    """InputError when an output path is the source file itself (inputs are never replaced)."""
+def _check_output_paths(source: str | os.PathLike, outputs: list[str | os.PathLike | None]) -> None:
+    """InputError when an output path is the source file itself (inputs are never replaced);
+    OutputError when one is an existing folder (it would fail only after the work)."""
     source_path = Path(source).resolve()
     for output in outputs:
-        if output is not None and Path(output).resolve() == source_path:
+        if output is None:
+            continue
+        if Path(output).resolve() == source_path:
             raise InputError(
                 f"{output}: output would overwrite the input {source}; choose another path"
+            )
+        if Path(output).is_dir():
+            raise OutputError(
+                f"{output}: is a folder, not an output file; remove or rename it "
+                f"(the result of {source} goes there)"
             )

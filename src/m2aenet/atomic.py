@@ -85,6 +85,32 @@ def _blocking_ancestor(path: Path) -> Path | None:
     return None
 
 
+def _nearest_existing(path: Path) -> Path:
+    """`path` itself if it exists, else its nearest existing ancestor."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _check_writable(path: Path, option: str, folder: Path | None = None) -> None:
+    """OutputError naming `option` and `path` unless a file can be created in `folder`
+    (default: `path` itself, a folder to be), or where it will be made.
+
+    A real temporary file is created and removed in the nearest existing folder: permission
+    bits do not tell (root ignores them, a read-only mount or an ACL overrides them).
+    """
+    folder = _nearest_existing(path if folder is None else folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".m2aenet-write-check.", dir=folder)
+    except OSError as error:
+        raise OutputError(
+            f"{option} {path}: cannot write in {folder} ({error.strerror or error})"
+        ) from error
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_output_file(path: str | os.PathLike, option: str) -> None:
     """OutputError naming `option` unless `path` can become a file (`-`, standard output, can).
 
@@ -98,6 +124,7 @@ def check_output_file(path: str | os.PathLike, option: str) -> None:
     blocking = _blocking_ancestor(path)
     if blocking is not None:
         raise OutputError(f"{option} {path}: {blocking} is a file, not a folder")
+    _check_writable(path, option, path.parent)
 
 
 def check_output_folder(path: str | os.PathLike, option: str) -> None:
@@ -108,3 +135,4 @@ def check_output_folder(path: str | os.PathLike, option: str) -> None:
     blocking = _blocking_ancestor(path)
     if blocking is not None:
         raise OutputError(f"{option} {path}: {blocking} is a file, not a folder")
+    _check_writable(path, option)

@@ -98,6 +98,10 @@ def read_record(weights_path: Path) -> dict[str, Any]:
             record = json.loads(sidecar.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CheckpointError(f"{sidecar}: not valid JSON ({error})") from error
+        except RecursionError as error:  # json recurses once per nesting level
+            raise CheckpointError(
+                f"{sidecar}: JSON nested too deeply to be a model record"
+            ) from error
     else:
         source = weights_path
         try:
@@ -111,9 +115,10 @@ def read_record(weights_path: Path) -> dict[str, Any]:
             )
         try:
             record = json.loads(metadata[_META_KEY])
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, RecursionError) as error:
             raise CheckpointError(
-                f"{weights_path}: model record in the metadata is not valid JSON ({error})"
+                f"{weights_path}: model record in the metadata is not valid JSON "
+                f"({error or 'nested too deeply'})"
             ) from error
     if not isinstance(record, dict) or "model" not in record:
         raise CheckpointError(f"{source}: model record lacks the 'model' key")

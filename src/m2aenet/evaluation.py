@@ -7,6 +7,7 @@ and for the blurry input itself, so every number has its baseline beside it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -56,10 +57,16 @@ class EvalReport:
     rows: list[dict[str, Any]] = field(default_factory=list)
     mean: dict[str, Any] = field(default_factory=dict)
     input_mean: dict[str, Any] = field(default_factory=dict)
+    #: One message (naming the file) per sample that could not be read; the means leave it out.
+    failed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """{"mean": {...}, "input": {...}, "rows": [...]}, as written by `to_json`."""
-        return {"mean": self.mean, "input": self.input_mean, "rows": self.rows}
+        """{"mean": {...}, "input": {...}, "rows": [...]} (and "failed": [...] when a sample
+        could not be read), as written by `to_json`."""
+        document = {"mean": self.mean, "input": self.input_mean, "rows": self.rows}
+        if self.failed:
+            document["failed"] = self.failed
+        return document
 
     def to_json(self) -> str:
         """Strict JSON: +inf / -inf become the strings "inf" / "-inf" and nan becomes null.
@@ -96,6 +103,8 @@ class EvalReport:
         for key in STAT_KEYS:
             if math.isfinite(self.mean.get(key, math.nan)):
                 notes.append(f"{key} {self.mean[key]:.2f}")
+        if self.failed:
+            notes.append(f"{len(self.failed)} could not be read (left out)")
         inf_counts = self.mean.get("n_inf", {})
         if inf_counts:
             counted = ", ".join(f"{key} {count}" for key, count in inf_counts.items())
@@ -150,15 +159,24 @@ def _output_path(save_dir: Path, folder: str, name: str) -> Path:
 
 
 def _samples(dataset: Iterable[Mapping[str, Any]], limit: int | None) -> Iterable:
-    """The first `limit` samples (all when None); map-style data sets are read by index."""
+    """Readers of the first `limit` samples (all when None): each call returns one sample.
+
+    Map-style data sets are read by index when the reader is called, so a file that cannot
+    be decoded fails its own sample only, not the iteration.
+    """
     if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
         count = len(dataset) if limit is None else min(limit, len(dataset))
         return _Indexed(dataset, count)
-    return dataset if limit is None else itertools.islice(dataset, limit)
+    samples = dataset if limit is None else itertools.islice(dataset, limit)
+    return (functools.partial(_given, sample) for sample in samples)
+
+
+def _given(sample: Mapping[str, Any]) -> Mapping[str, Any]:
+    return sample
 
 
 class _Indexed:
-    """Lazy view of the first `count` items of a map-style data set (keeps len for the bar)."""
+    """Lazy readers of the first `count` items of a map-style data set (keeps len for the bar)."""
 
     def __init__(self, dataset: Any, count: int) -> None:
         self.dataset, self.count = dataset, count
@@ -167,7 +185,7 @@ class _Indexed:
         return self.count
 
     def __iter__(self):
-        return (self.dataset[index] for index in range(self.count))
+        return (functools.partial(self.dataset.__getitem__, index) for index in range(self.count))
 
 
 def _progress(items: Iterable, enabled: bool) -> Iterable:
@@ -199,7 +217,13 @@ def evaluate(
     save_path = Path(save_dir) if save_dir is not None else None
     rows: list[dict[str, Any]] = []
     input_rows: list[dict[str, Any]] = []
-    for sample in _progress(_samples(dataset, limit), progress):
+    failed: list[str] = []
+    for read_sample in _progress(_samples(dataset, limit), progress):
+        try:
+            sample = read_sample()
+        except InputError as error:  # a truncated or mismatched file: score the others
+            failed.append(str(error))
+            continue
         name = str(sample["name"])
         blur = _image_hwc(sample["blur"], "blur", name)
         sharp = _image_hwc(sample["sharp"], "sharp", name)
@@ -237,8 +261,10 @@ def evaluate(
         if save_path is not None:
             _save_pictures(save_path, name, blur_u8, restored_u8, sharp_u8, gt_mask, pred_mask, row)
     if not rows:
+        if failed:
+            raise InputError(f"no sample could be read; the first: {failed[0]}")
         raise InputError("the data set has no samples to evaluate")
-    return EvalReport(rows=rows, mean=mean_metrics(rows), input_mean=mean_metrics(input_rows))
+    return EvalReport(rows, mean_metrics(rows), mean_metrics(input_rows), failed)
 
 
 def _save_pictures(

@@ -58,9 +58,10 @@ class OutputJob:
         """True when the restored image exists.
 
         The image is written last, so it marks a finished job: a mask or overlay without it
-        is what an interrupted run left behind, and the job runs again (replacing them).
+        is what an interrupted run left behind, and the job runs again (replacing them). A
+        folder in the image's place is not a result: the job runs and fails naming it.
         """
-        return self.image.exists()
+        return self.image.is_file()
 
 
 def _is_image_path(path: Path) -> bool:

@@ -14,6 +14,8 @@ from m2aenet.errors import ConfigError
 #: tested model stays below 64; a tampered sidecar asking for 10**9 channels is refused before
 #: anything is allocated.
 MAX_CONFIG_INT = 4096
+#: Most analyzer levels below 1/4 size: 8 more halvings leave one pixel of a 1024-px crop.
+MAX_ANALYZER_LEVELS = 8
 #: Largest model, in parameters, that a config may describe (counted on the meta device,
 #: without allocating): 2**30 float32 parameters are 4 GiB, far above any model of this project.
 MAX_PARAMETERS = 2**30

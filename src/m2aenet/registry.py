@@ -110,12 +110,18 @@ def _check_value(key: str, value: Any, expected: Any) -> None:
         raise ConfigError(f"{key} must be {expected.__name__}, got {value!r}")
 
 
-def _check_parameter_count(name: str, config: Any, builder: Callable[[Any], nn.Module]) -> None:
-    """Build the model on the meta device (no memory) and refuse one over MAX_PARAMETERS."""
+def parameter_count(name: str, config: Any) -> int:
+    """Parameters of model `name` built from `config`, counted on the meta device (no memory)."""
     import torch
 
+    _, builder = _MODELS[name]
     with torch.device("meta"):
-        parameters = sum(parameter.numel() for parameter in builder(config).parameters())
+        return sum(parameter.numel() for parameter in builder(config).parameters())
+
+
+def _check_parameter_count(name: str, config: Any) -> None:
+    """Refuse a model over MAX_PARAMETERS before it is allocated."""
+    parameters = parameter_count(name, config)
     if parameters > MAX_PARAMETERS:
         raise ConfigError(
             f"model {name!r} with this config has {parameters:,} parameters "
@@ -130,9 +136,8 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     record how to rebuild it.
     """
     config = model_config(name, **overrides)
-    _, builder = _MODELS[name]
-    _check_parameter_count(name, config, builder)
-    model = builder(config)
+    _check_parameter_count(name, config)
+    model = _MODELS[name][1](config)
     model.model_name = name
     model.config = config
     return model

@@ -7,8 +7,10 @@ any tile covering it found it blurred, and its value is the window-weighted mean
 restorations *from those tiles only*. Pixels no tile found blurred keep the input value, so
 "outside the mask the output is the input" holds exactly in tiled mode too.
 
-The full-size image and the accumulators stay on the CPU; only one tile at a time goes to the
-model's device, so device memory is bounded by the tile size.
+The image is processed one row of tiles at a time (`run_tiled_rows`): a band of rows is read,
+its tiles are restored and blended, and the finished rows are handed on, so the blending
+accumulators cover one band, not the image. Only one tile at a time goes to the model's
+device, so device memory is bounded by the tile size.
 """
 
 from __future__ import annotations
@@ -24,14 +26,20 @@ from m2aenet.errors import ConfigError
 TileFunction = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def validate_tiling(tile: int, overlap: int) -> None:
-    """Refuse tile settings that cannot cover an image (ConfigError naming the option)."""
+def validate_tiling(
+    tile: int, overlap: int, names: tuple[str, str] = ("tile", "tile_overlap")
+) -> None:
+    """Refuse tile settings that cannot cover an image (ConfigError naming the option).
+
+    names: how the two settings are called in messages (the CLI passes its option names).
+    """
+    tile_name, overlap_name = names
     if tile < 16:
-        raise ConfigError(f"tile={tile}: a tile must be at least 16 pixels wide")
+        raise ConfigError(f"{tile_name}={tile}: a tile must be at least 16 pixels wide")
     if overlap < 0:
-        raise ConfigError(f"tile_overlap={overlap}: must be >= 0")
+        raise ConfigError(f"{overlap_name}={overlap}: must be >= 0")
     if overlap * 2 > tile:
-        raise ConfigError(f"tile_overlap={overlap}: must be at most half the tile size ({tile})")
+        raise ConfigError(f"{overlap_name}={overlap}: must be at most half the tile size ({tile})")
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -65,6 +73,60 @@ def _axis_weights(starts: list[int], length: int, size: int) -> list[torch.Tenso
     return windows
 
 
+#: read_rows(top, bottom) -> the input's rows [top, bottom), (1, 3, bottom - top, W) float.
+RowReader = Callable[[int, int], torch.Tensor]
+#: emit(top, bottom, restored (1, 3, rows, W), bool mask (1, 1, rows, W)): finished rows.
+RowWriter = Callable[[int, int, torch.Tensor, torch.Tensor], None]
+
+
+def run_tiled_rows(
+    process: TileFunction,
+    read_rows: RowReader,
+    height: int,
+    width: int,
+    tile: int,
+    overlap: int,
+    emit: RowWriter,
+) -> int:
+    """Run `process` on overlapping tiles of an image read a band of rows at a time.
+
+    The image is never held whole here: one row of tiles is read (`read_rows`), processed
+    and blended, and the rows no later tile touches are handed to `emit`, finished, from top
+    to bottom; only the rows shared with the next row of tiles are carried over. Memory is a
+    band of `tile` rows, whatever the image's height. Where a row's mask is False its
+    restored values are the input's exactly. Returns the tile count.
+    """
+    validate_tiling(tile, overlap)
+    rows = tile_starts(height, tile, overlap)
+    cols = tile_starts(width, tile, overlap)
+    row_windows = _axis_weights(rows, tile, height)
+    col_windows = _axis_weights(cols, tile, width)
+
+    carried: tuple[torch.Tensor, torch.Tensor] | None = None  # rows shared with the last band
+    for index, (top, row_window) in enumerate(zip(rows, row_windows, strict=True)):
+        bottom = top + row_window.numel()
+        band = read_rows(top, bottom).cpu()
+        weighted_sum = torch.zeros(1, 3, bottom - top, width)
+        weight_sum = torch.zeros(1, 1, bottom - top, width)  # weights of tiles that kept it
+        if carried is not None:
+            shared = carried[0].shape[2]
+            weighted_sum[:, :, :shared] += carried[0]
+            weight_sum[:, :, :shared] += carried[1]
+        for left, col_window in zip(cols, col_windows, strict=True):
+            right = left + col_window.numel()
+            restored, mask = process(band[:, :, :, left:right])
+            kept = mask.detach().to("cpu", torch.float32)
+            weight = row_window[:, None] * col_window[None, :] * kept  # (1, 1, h, w)
+            weighted_sum[:, :, :, left:right] += restored.detach().cpu() * weight
+            weight_sum[:, :, :, left:right] += weight
+        finished = rows[index + 1] - top if index + 1 < len(rows) else bottom - top
+        mask = weight_sum[:, :, :finished] > 0
+        blended = weighted_sum[:, :, :finished] / weight_sum[:, :, :finished].clamp_min(1e-12)
+        emit(top, top + finished, torch.where(mask, blended, band[:, :, :finished]), mask)
+        carried = (weighted_sum[:, :, finished:], weight_sum[:, :, finished:])
+    return len(rows) * len(cols)
+
+
 def run_tiled(
     process: TileFunction, image: torch.Tensor, tile: int, overlap: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -73,26 +135,16 @@ def run_tiled(
     Returns (restored (1, 3, H, W) on the CPU, bool mask (1, 1, H, W) on the CPU, tile count).
     Where the mask is False the restored image equals `image` exactly.
     """
-    validate_tiling(tile, overlap)
     _, _, height, width = image.shape
     image = image.cpu()
-    rows = tile_starts(height, tile, overlap)
-    cols = tile_starts(width, tile, overlap)
-    row_windows = _axis_weights(rows, tile, height)
-    col_windows = _axis_weights(cols, tile, width)
+    restored = torch.empty(1, 3, height, width)
+    mask = torch.empty(1, 1, height, width, dtype=torch.bool)
 
-    weighted_sum = torch.zeros(1, 3, height, width)
-    weight_sum = torch.zeros(1, 1, height, width)  # weights of tiles that kept the pixel
-    for top, row_window in zip(rows, row_windows, strict=True):
-        bottom = top + row_window.numel()
-        for left, col_window in zip(cols, col_windows, strict=True):
-            right = left + col_window.numel()
-            restored, mask = process(image[:, :, top:bottom, left:right])
-            kept = mask.detach().to("cpu", torch.float32)
-            weight = row_window[:, None] * col_window[None, :] * kept  # (1, 1, h, w)
-            weighted_sum[:, :, top:bottom, left:right] += restored.detach().cpu() * weight
-            weight_sum[:, :, top:bottom, left:right] += weight
+    def keep(top: int, bottom: int, rows: torch.Tensor, rows_mask: torch.Tensor) -> None:
+        restored[:, :, top:bottom] = rows
+        mask[:, :, top:bottom] = rows_mask
 
-    mask = weight_sum > 0
-    restored = torch.where(mask, weighted_sum.div_(weight_sum.clamp_min_(1e-12)), image)
-    return restored, mask, len(rows) * len(cols)
+    tiles = run_tiled_rows(
+        process, lambda top, bottom: image[:, :, top:bottom], height, width, tile, overlap, keep
+    )
+    return restored, mask, tiles

@@ -6,6 +6,7 @@ returns a new (H, W, 3) uint8 array; inputs are never modified. Masks are (H, W)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -113,17 +114,19 @@ def mask_overlay(
     return out
 
 
-def fit_width(image: np.ndarray, max_width: int) -> np.ndarray:
-    """Downscale an image or (H, W) bool mask to at most `max_width` px wide, keeping its aspect.
+def fit_width(image: np.ndarray, max_width: int, max_height: int | None = None) -> np.ndarray:
+    """Downscale an image or (H, W) bool mask to at most `max_width` px wide (and `max_height`
+    px high when given), keeping its aspect.
 
     Images use Lanczos filtering; masks use nearest neighbour so they stay binary. Smaller inputs
-    are returned unchanged (a copy).
+    are returned unchanged (a copy). A side never shrinks below 1 px.
     """
     image = np.asarray(image)
     height, width = image.shape[:2]
-    if width <= max_width:
+    scale = min(1.0, max_width / width, 1.0 if max_height is None else max_height / height)
+    if scale >= 1.0:
         return image.copy()
-    size = (max_width, max(1, round(height * max_width / width)))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if image.dtype == np.bool_:
         small = Image.fromarray(image.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
         return np.asarray(small) > 127
@@ -269,15 +272,41 @@ def _zoom(image: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
-def _box(image: np.ndarray, top: int, left: int, size: int, color: Color) -> np.ndarray:
-    """A copy of uint8 `image` with a 2-px frame drawn around a `size` square (clipped)."""
+def _box(image: np.ndarray, top: int, left: int, size: tuple[int, int], color: Color) -> np.ndarray:
+    """A copy of uint8 `image` with a frame (2 px where it fits) around a (rows, cols) box."""
     out = image.copy()
-    bottom, right = min(top + size, out.shape[0]), min(left + size, out.shape[1])
+    bottom, right = min(top + size[0], out.shape[0]), min(left + size[1], out.shape[1])
     frame = np.zeros(out.shape[:2], dtype=bool)
     frame[top:bottom, left:right] = True
     frame[top + 2 : bottom - 2, left + 2 : right - 2] = False
     out[frame] = color
     return out
+
+
+#: Pixels of the change map searched for the zoom window; larger images are searched on
+#: block sums, so the search costs the same memory whatever the image size.
+_CHANGE_SEARCH_PIXELS = 2048 * 2048
+
+
+def _change_blocks(before: np.ndarray, after: np.ndarray, block: int) -> np.ndarray:
+    """Sum over `block` x `block` blocks of |after - before| (all channels), as int64 (h, w).
+
+    Computed a band of rows at a time: a full-size difference of a large image would cost
+    several bytes per pixel more than the images themselves.
+    """
+    height, width = before.shape[:2]
+    rows, cols = -(-height // block), -(-width // block)
+    sums = np.zeros((rows, cols), dtype=np.int64)
+    band = block * max(1, 1024 // block)
+    for top in range(0, height, band):
+        diff = np.abs(
+            after[top : top + band].astype(np.int16) - before[top : top + band].astype(np.int16)
+        ).sum(axis=2, dtype=np.int32)
+        pad_rows, pad_cols = -diff.shape[0] % block, -width % block
+        diff = np.pad(diff, ((0, pad_rows), (0, pad_cols)))
+        blocks = diff.reshape(diff.shape[0] // block, block, -1, block).sum(axis=(1, 3))
+        sums[top // block : top // block + blocks.shape[0]] = blocks
+    return sums
 
 
 def restoration_comparison(
@@ -289,29 +318,36 @@ def restoration_comparison(
     """One picture to judge a restoration: input | restored | mask | zoomed input | zoomed restored.
 
     original, restored: (H, W, 3) images; mask: (H, W) bool, the restored pixels. The zoom is
-    the square (a quarter of the shorter side, at least 32 px) where the restoration changed
-    the image most (`most_changed_window`), framed in the input panel and enlarged with nearest
-    neighbour to the height of the full panels, which are at most `max_width` wide.
+    the square (a quarter of the shorter side, at least 32 px, at most `max_width`) where the
+    restoration changed the image most (`most_changed_window`), framed in the input panel and
+    enlarged with nearest neighbour to the height of the full panels. Every panel fits in
+    `max_width` x 2 `max_width` px, so the picture's size is bounded whatever the image's
+    size or aspect (a 1 x 20000 image once gave a 40039 x 20030 picture).
     """
     before, after = as_rgb_u8(original), as_rgb_u8(restored)
     mask = _check_mask(mask, before)
     height, width = before.shape[:2]
-    side = min(height, width, max(32, min(height, width) // 4))
-    change = np.abs(after.astype(np.int16) - before.astype(np.int16)).sum(axis=2)
-    top, left = most_changed_window(change, side)
-    full = [fit_width(image, max_width) for image in (before, after)]
-    factor = max(1, full[0].shape[0] // side)
+    max_height = 2 * max_width
+    side = min(height, width, max(32, min(height, width) // 4), max_width)
+    block = max(1, math.ceil(math.sqrt(height * width / _CHANGE_SEARCH_PIXELS)))
+    change = _change_blocks(before, after, block)
+    top, left = most_changed_window(change, max(1, side // block))
+    top, left = min(top * block, height - side), min(left * block, width - side)
+    full = [fit_width(image, max_width, max_height) for image in (before, after)]
+    small_mask = fit_width(mask, max_width, max_height)
+    panel_height, panel_width = full[0].shape[:2]
+    # Enlarged to the panels' height, and to at least 64 px for very flat images.
+    factor = max(1, min(max(panel_height, 64), max_width) // side)
     zoomed = [
         _zoom(image[top : top + side, left : left + side], factor) for image in (before, after)
     ]
-    framed = fit_width(_box(before, top, left, side, PRED_COLOR), max_width)
+    scale_y, scale_x = panel_height / height, panel_width / width
+    box = (max(1, round(side * scale_y)), max(1, round(side * scale_x)))
+    framed = _box(full[0], round(top * scale_y), round(left * scale_x), box, PRED_COLOR)
     panels: list[tuple[Title, np.ndarray]] = [
         ("input", framed),
         ("restored", full[1]),
-        (
-            f"mask ({100.0 * mask.mean():.1f}% restored)",
-            fit_width(mask_overlay(before, mask), max_width),
-        ),
+        (f"mask ({100.0 * mask.mean():.1f}% restored)", mask_overlay(full[0], small_mask)),
         (f"input, zoom x{factor}", zoomed[0]),
         (f"restored, zoom x{factor}", zoomed[1]),
     ]

@@ -45,6 +45,22 @@ def comma_list(
     return parse_list
 
 
+def unit_fraction(text: str) -> float:
+    """A number in [0, 1] (a share or probability), or an argparse error naming the value.
+
+    NaN and infinities are refused: they would pass a plain `float` and end up in JSON files.
+    """
+    import math
+
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from error
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
+    return value
+
+
 def threshold(text: str) -> float:
     """A blur-mask threshold in (0, 1) (`m2aenet.limits.check_threshold`), or an argparse error."""
     from m2aenet.errors import ConfigError

@@ -10,7 +10,10 @@ from m2aenet.commands.arguments import comma_list, device_name, positive_int
 
 # Defaults of `bench report` (the module imports only the standard library: --help stays fast).
 REPORT = ReportSettings()
-_sizes = comma_list(int, lambda value: value >= 8, "integers like 512,1024", "sizes must be >= 8")
+# 8192 like the other size options: a 100000-pixel square would allocate 120 GB.
+_sizes = comma_list(
+    int, lambda value: 8 <= value <= 8192, "integers like 512,1024", "sizes must be in 8..8192"
+)
 _kept_fractions = comma_list(
     float, lambda value: 0.0 < value < 1.0, "fractions like 0.05,0.1", "fractions must be in (0, 1)"
 )

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     """Deblur every input; return 0, or 1 when any image failed."""
     from tqdm import tqdm
 
-    from m2aenet.api import Deblurrer
+    from m2aenet.api import Deblurrer, check_tiling
     from m2aenet.atomic import check_output_file, write_text_or_stdout
     from m2aenet.errors import ConfigError
     from m2aenet.inputs import (
@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.jpeg_quality <= 100:
         raise ConfigError(f"--jpeg-quality {args.jpeg_quality}: must be in 1..100")
+    check_tiling(args.tile, args.tile_overlap, ("--tile", "--tile-overlap"))
     rank, world_size = rank_from_environment()
     merge = world_size > 1 and _process_group_available()
     json_path = args.json

@@ -121,4 +121,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"report: {args.json}")
     if args.save_images:
         print(f"pictures: {Path(args.save_images) / 'compare'}", file=text_out)
-    return 0
+    for message in report.failed:  # after the table: the others were scored
+        print(f"m2aenet eval: error: {message}", file=sys.stderr)
+    return 1 if report.failed else 0

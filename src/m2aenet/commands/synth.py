@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from m2aenet.commands.arguments import positive_int
+from m2aenet.commands.arguments import positive_int, unit_fraction
 
 # Kept literal (not imported) so `m2aenet --help` does not import torch.
 _SPLITS = ("train", "val", "test")
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=_MODES, default="local", help="default local")
     parser.add_argument(
         "--global-fraction",
-        type=float,
+        type=unit_fraction,
         default=0.2,
         metavar="P",
         help="share of camera-shake images in --mode mixed (default 0.2)",

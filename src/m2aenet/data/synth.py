@@ -410,6 +410,9 @@ class SampleGenerator:
         if jpeg is not None and not 1 <= jpeg <= 95:
             raise InputError(f"JPEG quality must be in 1..95, got {jpeg}")
         check_size(size)
+        # `not 0 <= x <= 1` also refuses NaN, which would reach meta.json as invalid JSON.
+        if not 0.0 <= float(global_fraction) <= 1.0:
+            raise InputError(f"global_fraction must be in [0, 1], got {global_fraction}")
         self.photos = [Path(p) for p in photos]
         self.size = (int(size[0]), int(size[1]))
         self.mode, self.seed, self.split = mode, int(seed), split

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from m2aenet.errors import ConfigError
+from m2aenet.limits import MAX_ANALYZER_LEVELS, MAX_CONFIG_INT
 from m2aenet.models.blocks import PrunableBlock, linear_rows
 from m2aenet.models.frontend import (
     SIZE_MULTIPLE,
@@ -109,6 +110,20 @@ class M2AENetConfig:
         for key in ("mask_depth", "mask_context_depth", "analyzer_levels", "mask_dilation"):
             if int(getattr(self, key)) < 0:
                 raise ConfigError(f"model_config.{key} must be >= 0, got {getattr(self, key)}")
+        # The analyzer doubles its width per level: bound the deepest one before anything is
+        # built (40 levels overflowed torch's size arithmetic; 4096 at 1 level asked 24 GB).
+        if self.analyzer_levels > MAX_ANALYZER_LEVELS:
+            raise ConfigError(
+                f"model_config.analyzer_levels must be <= {MAX_ANALYZER_LEVELS}, "
+                f"got {self.analyzer_levels}"
+            )
+        deepest = int(self.analyzer_width) * 2 ** int(self.analyzer_levels)
+        if deepest > MAX_CONFIG_INT:
+            raise ConfigError(
+                f"model_config.analyzer_width {self.analyzer_width} doubled over "
+                f"{self.analyzer_levels} analyzer_levels is {deepest} channels "
+                f"(limit {MAX_CONFIG_INT})"
+            )
         if not 0.0 < self.mask_threshold < 1.0:
             raise ConfigError(
                 f"model_config.mask_threshold must be in (0, 1), got {self.mask_threshold}"

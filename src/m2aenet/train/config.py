@@ -468,8 +468,38 @@ def check_model_section(model: ModelSection) -> None:
     from m2aenet.registry import model_config
 
     try:
-        model_config(model.name, **model.overrides)
+        config = model_config(model.name, **model.overrides)
     except ConfigError as error:
         raise ConfigError(f"model: {error}") from error
     except TypeError as error:  # a dataclass refusing a value
         raise ConfigError(f"model.overrides: {error}") from error
+    check_training_memory(model, config)
+
+
+#: Bytes per parameter while training: float32 weights, gradients, two Adam moments and the EMA
+#: copy. Activations come on top, so this is a floor: a model over it can never train here.
+TRAINING_BYTES_PER_PARAMETER = 5 * 4
+
+
+def check_training_memory(model: ModelSection, config: Any) -> None:
+    """ConfigError naming the widened `model.overrides` keys when the model's training state
+    alone (`TRAINING_BYTES_PER_PARAMETER`) exceeds the memory available now; the kernel would
+    otherwise kill the run part-way through allocating it."""
+    from m2aenet.memory import fits, format_bytes
+    from m2aenet.registry import model_config, parameter_count
+
+    needed = parameter_count(model.name, config) * TRAINING_BYTES_PER_PARAMETER
+    ok, available = fits(needed)
+    if ok:
+        return
+    defaults = model_config(model.name)
+    widened = [
+        f"model.overrides.{key}={value}"
+        for key, value in model.overrides.items()
+        if isinstance(value, int | float) and value > getattr(defaults, key)
+    ]
+    raise ConfigError(
+        f"{', '.join(widened) or 'model'}: training this model needs at least "
+        f"{format_bytes(needed)} (weights, gradients, optimizer and EMA state) but only "
+        f"{format_bytes(available or 0)} of memory is available"
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
-from m2aenet.errors import ConfigError
+from m2aenet.errors import ConfigError, M2AENetError
 from m2aenet.train.config import DataSection, DataSource
 
 # Large odd multipliers spread (seed, epoch, index) over the 64-bit seed space.
@@ -167,6 +167,28 @@ class EpochSeededDataset(Dataset):
                 torch.set_rng_state(saved[0])
                 np.random.set_state(saved[1])
                 random.setstate(saved[2])
+
+
+def one_line_data_errors(batches: Iterator[Any]) -> Iterator[Any]:
+    """`batches`, with a data error from a DataLoader worker re-raised under its own message.
+
+    A worker's exception comes back as the same type whose message is "Caught InputError in
+    DataLoader worker process 0" plus the worker's whole traceback; the user needs its last
+    line only, the one naming the file that could not be read.
+    """
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except M2AENetError as error:
+            lines = str(error).strip().splitlines()
+            if len(lines) < 2 or not lines[0].startswith("Caught "):
+                raise
+            kind = type(error)
+            message = lines[-1].removeprefix(f"{kind.__module__}.{kind.__qualname__}: ")
+            raise kind(message) from None
+        yield batch
 
 
 def seed_worker(worker_id: int) -> None:

@@ -32,7 +32,7 @@ from m2aenet.errors import CheckpointError, ConfigError, M2AENetError
 from m2aenet.registry import create_model, model_config
 from m2aenet.train import distributed, state
 from m2aenet.train.config import TrainConfig, from_dict, to_dict
-from m2aenet.train.data import build_dataset, train_loader
+from m2aenet.train.data import build_dataset, one_line_data_errors, train_loader
 from m2aenet.train.ema import ModelEma
 from m2aenet.train.plots import plot_curves, read_log
 from m2aenet.train.schedule import build_scheduler
@@ -519,7 +519,8 @@ class Trainer:
             start_sample=step * config.optim.accumulation * config.data.batch_size,
             pin_memory=device.type == "cuda",
         )
-        step = self._loop(info, step, parts, iter(loader), val_dataset, autocast_dtype)
+        batches = one_line_data_errors(iter(loader))  # a bad file: one line naming it
+        step = self._loop(info, step, parts, batches, val_dataset, autocast_dtype)
 
         digests = distributed.all_gather_objects(info, weights_digest(parts.averaged))
         if info.is_main:
