@@ -253,7 +253,10 @@ def benchmark_size(settings: BenchSettings, size: int) -> list[dict[str, Any]]:
         row["dense_gflops"] = dense_flops.gflops
         row["flops_ratio"] = row["pruned_gflops"] / dense_flops.gflops
         row["max_abs_diff"] = max(diffs)
-        pruned_mb, _ = _memory_mb(settings, size, fraction, row["executor"], run("auto", mask))
+        # A multi-scale model reports one executor per level ("tile,tile,pixel"): its memory
+        # probe runs "auto", which picks the same ones again.
+        chosen = row["executor"] if "," not in row["executor"] else "auto"
+        pruned_mb, _ = _memory_mb(settings, size, fraction, chosen, run("auto", mask))
         row.update(dense_peak_mb=dense_mb, pruned_peak_mb=pruned_mb, memory_method=memory_method)
         row.update(
             model=settings.model if settings.weights is None else settings.weights,
