@@ -20,6 +20,7 @@ from m2aenet.models.mask_predictor import (
     blur_probability,
     feature_trunk,
     hard_mask,
+    straight_through,
     trunk_input,
 )
 from m2aenet.models.motion import MotionAnalyzer, motion_to_trajectory, trajectory_times
@@ -93,6 +94,38 @@ class MaskMotionFrontEnd(nn.Module):
         self.deployed = False
         self.executor = "auto"
         self.last_executor: str | None = None  # what the last deploy forward ran
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> ModelOutput:
+        """Deblur x (B, 3, H, W) in [0, 1]; `mask` (B, 1, H, W) {0, 1} overrides the predicted one.
+
+        Any H and W: the input is padded to a multiple of 8 and the outputs cropped back.
+        Subclasses provide the body: `_dense_body(padded, mask, motion, context)` (train mode)
+        and `_forward_deploy(x, padded, mask)` (after `reparameterize()`).
+        """
+        self._check_input(x, mask)
+        height, width = x.shape[-2:]
+        padded = pad_to_multiple(x, self.size_multiple).contiguous(
+            memory_format=torch.channels_last
+        )
+        if self.deployed:
+            with torch.no_grad():
+                return self._forward_deploy(x, padded, mask)
+        logits, source, prob, hard = self._predict_mask(padded, height, width, mask)
+        used = straight_through(hard, prob) if mask is None else hard  # (B, 1, Hp, Wp)
+        if not self.training and not bool(hard.any()):
+            # Nothing blurred: the output is the input and the rest of the network is skipped.
+            # Training always runs the body: with M = 0 the output is still x exactly, but the
+            # straight-through gradient tells the predictor where restoring would have helped
+            # (and every parameter gets a gradient, as distributed training requires).
+            return self._unchanged(x, used, prob, height, width)
+        motion, context = self._analyze_motion(source, logits)
+        image, trajectory = self._dense_body(padded, used, motion, context)
+        return ModelOutput(
+            image=image[..., :height, :width].contiguous(),
+            mask=used[..., :height, :width],
+            mask_prob=prob[..., :height, :width],
+            trajectory=trajectory[..., :height, :width],
+        )
 
     def _predict_mask(
         self, padded: torch.Tensor, height: int, width: int, mask: torch.Tensor | None

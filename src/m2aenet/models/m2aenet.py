@@ -34,7 +34,6 @@ from m2aenet.models.frontend import (
     add_cell_residual,
     pad_to_multiple,
 )
-from m2aenet.models.mask_predictor import straight_through
 from m2aenet.models.motion import trajectory_grid, upsample_trajectory
 from m2aenet.models.outputs import ModelOutput
 from m2aenet.models.sparse import (
@@ -198,36 +197,6 @@ class M2AENet(MaskMotionFrontEnd):
         self.tile_size = 16
         self.tile_min_fill = 0.5  # tiles less full than this go through the pixel path
         self.chunk_pixels = 65536  # pixels per executor step (larger was no faster here)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> ModelOutput:
-        """Deblur x (B, 3, H, W) in [0, 1]; `mask` (B, 1, H, W) {0, 1} overrides the predicted one.
-
-        Any H and W: the input is padded to a multiple of 8 and the outputs cropped back.
-        """
-        self._check_input(x, mask)
-        batch, _, height, width = x.shape
-        padded = pad_to_multiple(x, self.size_multiple).contiguous(
-            memory_format=torch.channels_last
-        )
-        if self.deployed:
-            with torch.no_grad():
-                return self._forward_deploy(x, padded, mask)
-        logits, source, prob, hard = self._predict_mask(padded, height, width, mask)
-        used = straight_through(hard, prob) if mask is None else hard  # (B, 1, Hp, Wp)
-        if not self.training and not bool(hard.any()):
-            # Nothing blurred: the output is the input and the rest of the network is skipped.
-            # Training always runs the body: with M = 0 the output is still x exactly, but the
-            # straight-through gradient tells the predictor where restoring would have helped
-            # (and every parameter gets a gradient, as distributed training requires).
-            return self._unchanged(x, used, prob, height, width)
-        motion, context = self._analyze_motion(source, logits)
-        image, trajectory = self._dense_body(padded, used, motion, context)
-        return ModelOutput(
-            image=image[..., :height, :width].contiguous(),
-            mask=used[..., :height, :width],
-            mask_prob=prob[..., :height, :width],
-            trajectory=trajectory[..., :height, :width],
-        )
 
     def _dense_body(
         self, padded: torch.Tensor, mask: torch.Tensor, motion: torch.Tensor, context: torch.Tensor

@@ -37,8 +37,7 @@ from torch import nn
 
 from m2aenet.errors import ConfigError
 from m2aenet.models.blocks import ConvBlock
-from m2aenet.models.frontend import MaskMotionFrontEnd, add_cell_residual, pad_to_multiple
-from m2aenet.models.mask_predictor import straight_through
+from m2aenet.models.frontend import MaskMotionFrontEnd, add_cell_residual
 from m2aenet.models.motion import trajectory_grid, upsample_trajectory
 from m2aenet.models.outputs import ModelOutput
 from m2aenet.models.sparse import (
@@ -199,34 +198,6 @@ class M2AENetMS(MaskMotionFrontEnd):
         self.last_executor = None  # per level, e.g. "pixel,pixel,tile"
 
     # ------------------------------------------------------------------ train mode
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> ModelOutput:
-        """Deblur x (B, 3, H, W) in [0, 1]; `mask` (B, 1, H, W) {0, 1} overrides the predicted one.
-
-        Any H and W: the input is padded to a multiple of 8 and the outputs cropped back.
-        """
-        self._check_input(x, mask)
-        height, width = x.shape[-2:]
-        padded = pad_to_multiple(x, self.size_multiple).contiguous(
-            memory_format=torch.channels_last
-        )
-        if self.deployed:
-            with torch.no_grad():
-                return self._forward_deploy(x, padded, mask)
-        logits, source, prob, hard = self._predict_mask(padded, height, width, mask)
-        used = straight_through(hard, prob) if mask is None else hard  # (B, 1, Hp, Wp)
-        if not self.training and not bool(hard.any()):
-            # Nothing blurred: the output is the input (training always runs the body so the
-            # straight-through gradient reaches the predictor; see models/m2aenet.py).
-            return self._unchanged(x, used, prob, height, width)
-        motion, context = self._analyze_motion(source, logits)
-        image, trajectory = self._dense_body(padded, used, motion, context)
-        return ModelOutput(
-            image=image[..., :height, :width].contiguous(),
-            mask=used[..., :height, :width],
-            mask_prob=prob[..., :height, :width],
-            trajectory=trajectory[..., :height, :width],
-        )
-
     def _level_masks(self, mask: torch.Tensor) -> list[torch.Tensor]:
         """(B, 1, Hp, Wp) pixel mask -> per level (B, 1, h_l, w_l): a cell is kept if any of
         its pixels is."""
