@@ -191,6 +191,13 @@ def test_registry_and_config_validation() -> None:
                      decoder_blocks=(1, 1, 1))  # fmt: skip
     with pytest.raises(ConfigError, match="trajectory_channels"):
         create_model("m2aenet-ms", widths=(8, 8, 8), trajectory_channels=16)
+    # The front end's bounds hold for every body (one check, models/frontend.py).
+    with pytest.raises(ConfigError, match="analyzer_levels must be <= 8"):
+        create_model("m2aenet-ms", analyzer_levels=40)
+    with pytest.raises(ConfigError, match="analyzer_width 4096 doubled"):
+        create_model("m2aenet-ms", analyzer_width=4096)
+    with pytest.raises(ConfigError, match="trajectory_from_level must be >= 0"):
+        create_model("m2aenet-ms", trajectory_from_level=-1)
 
 
 def test_two_level_variant_runs_and_prunes() -> None:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2aenet.errors import ConfigError
+from m2aenet.limits import MAX_ANALYZER_LEVELS, MAX_CONFIG_INT
 from m2aenet.models.mask_predictor import (
     MaskPredictor,
     blur_probability,
@@ -39,6 +41,37 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     # Reflection needs more pixels than the padding; tiny inputs fall back to replication.
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def check_front_end_config(config: Any) -> None:
+    """ConfigError naming the key for out-of-range front-end fields of a model config (those
+    `MaskMotionFrontEnd` reads, plus `mlp_ratio`), shared by every body's config."""
+    for key in ("trajectory_points", "mask_width", "analyzer_width"):
+        if int(getattr(config, key)) < 1:
+            raise ConfigError(f"model_config.{key} must be >= 1, got {getattr(config, key)}")
+    for key in ("mask_depth", "mask_context_depth", "analyzer_levels", "mask_dilation"):
+        if int(getattr(config, key)) < 0:
+            raise ConfigError(f"model_config.{key} must be >= 0, got {getattr(config, key)}")
+    # The analyzer doubles its width per level: bound the deepest one before anything is
+    # built (40 levels overflowed torch's size arithmetic; 4096 at 1 level asked 24 GB).
+    if config.analyzer_levels > MAX_ANALYZER_LEVELS:
+        raise ConfigError(
+            f"model_config.analyzer_levels must be <= {MAX_ANALYZER_LEVELS}, "
+            f"got {config.analyzer_levels}"
+        )
+    deepest = int(config.analyzer_width) * 2 ** int(config.analyzer_levels)
+    if deepest > MAX_CONFIG_INT:
+        raise ConfigError(
+            f"model_config.analyzer_width {config.analyzer_width} doubled over "
+            f"{config.analyzer_levels} analyzer_levels is {deepest} channels "
+            f"(limit {MAX_CONFIG_INT})"
+        )
+    if not 0.0 < config.mask_threshold < 1.0:
+        raise ConfigError(
+            f"model_config.mask_threshold must be in (0, 1), got {config.mask_threshold}"
+        )
+    if config.mlp_ratio <= 0:
+        raise ConfigError(f"model_config.mlp_ratio must be > 0, got {config.mlp_ratio}")
 
 
 def add_cell_residual(

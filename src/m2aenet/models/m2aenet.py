@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from m2aenet.errors import ConfigError
-from m2aenet.limits import MAX_ANALYZER_LEVELS, MAX_CONFIG_INT
 from m2aenet.models.blocks import PrunableBlock, linear_rows
 from m2aenet.models.frontend import (
     SIZE_MULTIPLE,
     MaskMotionFrontEnd,
     add_cell_residual,
+    check_front_end_config,
     pad_to_multiple,
 )
 from m2aenet.models.motion import trajectory_grid, upsample_trajectory
@@ -94,11 +94,8 @@ class M2AENetConfig:
     body_scale: int = 1
 
     def __post_init__(self) -> None:
-        positive = (
-            "channels", "num_blocks", "trajectory_points", "trajectory_channels",
-            "mask_width", "analyzer_width", "trajectory_every",
-        )  # fmt: skip
-        for key in positive:
+        check_front_end_config(self)
+        for key in ("channels", "num_blocks", "trajectory_channels", "trajectory_every"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"model_config.{key} must be >= 1, got {getattr(self, key)}")
         if self.trajectory_channels > self.channels:
@@ -106,29 +103,6 @@ class M2AENetConfig:
                 f"model_config.trajectory_channels ({self.trajectory_channels}) must be <= "
                 f"channels ({self.channels})"
             )
-        for key in ("mask_depth", "mask_context_depth", "analyzer_levels", "mask_dilation"):
-            if int(getattr(self, key)) < 0:
-                raise ConfigError(f"model_config.{key} must be >= 0, got {getattr(self, key)}")
-        # The analyzer doubles its width per level: bound the deepest one before anything is
-        # built (40 levels overflowed torch's size arithmetic; 4096 at 1 level asked 24 GB).
-        if self.analyzer_levels > MAX_ANALYZER_LEVELS:
-            raise ConfigError(
-                f"model_config.analyzer_levels must be <= {MAX_ANALYZER_LEVELS}, "
-                f"got {self.analyzer_levels}"
-            )
-        deepest = int(self.analyzer_width) * 2 ** int(self.analyzer_levels)
-        if deepest > MAX_CONFIG_INT:
-            raise ConfigError(
-                f"model_config.analyzer_width {self.analyzer_width} doubled over "
-                f"{self.analyzer_levels} analyzer_levels is {deepest} channels "
-                f"(limit {MAX_CONFIG_INT})"
-            )
-        if not 0.0 < self.mask_threshold < 1.0:
-            raise ConfigError(
-                f"model_config.mask_threshold must be in (0, 1), got {self.mask_threshold}"
-            )
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"model_config.mlp_ratio must be > 0, got {self.mlp_ratio}")
         if self.body_scale not in (1, 2, 4, 8):  # the padded size is a multiple of 8
             raise ConfigError(
                 f"model_config.body_scale must be 1, 2, 4 or 8, got {self.body_scale}"

@@ -37,7 +37,11 @@ from torch import nn
 
 from m2aenet.errors import ConfigError
 from m2aenet.models.blocks import ConvBlock
-from m2aenet.models.frontend import MaskMotionFrontEnd, add_cell_residual
+from m2aenet.models.frontend import (
+    MaskMotionFrontEnd,
+    add_cell_residual,
+    check_front_end_config,
+)
 from m2aenet.models.motion import trajectory_grid, upsample_trajectory
 from m2aenet.models.outputs import ModelOutput
 from m2aenet.models.sparse import (
@@ -99,33 +103,22 @@ class M2AENetMSConfig:
         counts = (*self.encoder_blocks, *self.decoder_blocks)
         if min(counts, default=0) < 0:
             raise ConfigError("model_config block counts must be >= 0")
-        positive = (
-            "middle_blocks", "trajectory_points", "trajectory_channels", "mask_width",
-            "analyzer_width",
-        )  # fmt: skip
-        for key in positive:
+        check_front_end_config(self)
+        for key in ("middle_blocks", "trajectory_channels"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"model_config.{key} must be >= 1, got {getattr(self, key)}")
         if min(self.widths) < 1:
             raise ConfigError(f"model_config.widths must be >= 1, got {self.widths}")
+        if self.trajectory_from_level < 0:
+            raise ConfigError(
+                f"model_config.trajectory_from_level must be >= 0, got {self.trajectory_from_level}"
+            )
         guided = self.widths[self.trajectory_from_level :]
         if guided and self.trajectory_channels > min(guided):
             raise ConfigError(
                 f"model_config.trajectory_channels ({self.trajectory_channels}) must be <= the "
                 f"widths of the levels that sample the trajectory ({guided})"
             )
-        for key in (
-            "mask_depth", "mask_context_depth", "analyzer_levels", "mask_dilation",
-            "trajectory_from_level",
-        ):  # fmt: skip
-            if int(getattr(self, key)) < 0:
-                raise ConfigError(f"model_config.{key} must be >= 0, got {getattr(self, key)}")
-        if not 0.0 < self.mask_threshold < 1.0:
-            raise ConfigError(
-                f"model_config.mask_threshold must be in (0, 1), got {self.mask_threshold}"
-            )
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"model_config.mlp_ratio must be > 0, got {self.mlp_ratio}")
 
 
 @dataclass
