@@ -5,18 +5,14 @@
 Deblurs VAL_DIR (generic layout, e.g. `m2aenet synth --split val --seed 7 --count 16`) once
 per threshold with the pruned deploy model and prints PSNR_w, mask IoU, predicted fraction
 and ms; the last line names the highest threshold (fewest pixels processed, fastest) whose
-PSNR_w is within TIE_DB of the best one: differences that small are noise, not quality.
+PSNR_w is within TIE_DB of the best one (`m2aenet.train.ship`, which `m2aenet recipe` uses).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from m2aenet.api import Deblurrer
-from m2aenet.data.datasets import open_dataset
-from m2aenet.evaluation import deblurrer_restore, evaluate
-
-TIE_DB = 0.01
+from m2aenet.train.ship import choose_threshold, format_threshold_table, threshold_table
 
 
 def main() -> None:
@@ -25,21 +21,12 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--thresholds", default="0.2,0.3,0.4,0.5,0.6")
     args = parser.parse_args()
-    dataset = open_dataset(args.data, "generic", crop_size=None, augment=False)
-    deblurrer = Deblurrer.from_pretrained(args.weights, device="cpu", count_flops=False)
-    results = []
-    print("threshold  psnr_w  input_psnr_w  mask_iou  pred_fraction  ms")
-    for threshold in sorted(float(text) for text in args.thresholds.split(",")):
-        deblurrer.model.mask_threshold = threshold
-        report = evaluate(deblurrer_restore(deblurrer), dataset, progress=False)
-        mean, before = report.mean, report.input_mean
-        print(f"{threshold:9.2f}  {mean['psnr_w']:6.3f}  {before['psnr_w']:12.3f}  "
-              f"{mean.get('mask_iou', float('nan')):8.3f}  "
-              f"{mean.get('pred_fraction', float('nan')):13.4f}  {mean['ms']:5.0f}")  # fmt: skip
-        results.append((threshold, mean["psnr_w"]))
-    top = max(psnr_w for _, psnr_w in results)
-    best = max((t, p) for t, p in results if p >= top - TIE_DB)
-    print(f"chosen threshold {best[0]:.2f} (PSNR_w {best[1]:.3f} dB, best {top:.3f} dB)")
+    rows = threshold_table(args.weights, args.data, args.thresholds.split(","))
+    print(format_threshold_table(rows))
+    chosen = choose_threshold(rows)
+    best = next(row for row in rows if row.threshold == chosen)
+    top = max(row.psnr_w for row in rows)
+    print(f"chosen threshold {chosen:.2f} (PSNR_w {best.psnr_w:.3f} dB, best {top:.3f} dB)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -75,14 +74,6 @@ def test_swap_puts_in_a_context_predictor_and_keeps_the_analyzers_input(tmp_path
     wrong = MaskPredictor(SMALL["mask_width"] * 2, SMALL["mask_depth"])
     with pytest.raises(SystemExit, match="does not fit"):
         pretrain.initial_weights(wrong, str(tmp_path / "ema.safetensors"))
-
-
-def test_training_time_leaves_out_stops(tmp_path: Path) -> None:
-    ship = _script("ship_weights")
-    log = tmp_path / "log.jsonl"
-    times = [0.0, 10.0, 20.0, 20.0 + ship.IDLE_GAP_S + 1, 30.0 + ship.IDLE_GAP_S + 1]
-    log.write_text("".join(json.dumps({"time": t}) + "\n" for t in times))
-    assert ship.training_seconds(log) == pytest.approx(30.0)
 
 
 def test_predictor_training_on_a_pool_scores_and_writes_a_predictor(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from m2aenet import __version__
 from m2aenet.errors import M2AENetError, Terminated
 
-COMMANDS = ("synth", "train", "eval", "deblur", "bench", "export", "web")
+COMMANDS = ("synth", "train", "recipe", "eval", "deblur", "bench", "export", "web")
 
 # glibc hands freed memory back to the OS too eagerly for torch's allocation pattern; these
 # tunables made torch ops 1.3-5x faster on a 2-core machine (docs/decisions.md). glibc reads

@@ -20,6 +20,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0, or an argparse error naming the value."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def comma_list(
     parse: Callable[[str], T], check: Callable[[T], bool], example: str, rule: str
 ) -> Callable[[str], tuple[T, ...]]:

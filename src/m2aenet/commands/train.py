@@ -64,6 +64,7 @@ def command_line(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Load and check the config, then train; returns the exit code."""
     from m2aenet.atomic import check_output_folder
+    from m2aenet.recipe.datasets import check_data_roots, config_data_roots
     from m2aenet.train.config import load_config
     from m2aenet.train.trainer import train
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     out = out or args.out
     check_output_folder(out if out is not None else config.out, "--out")
+    check_data_roots(config_data_roots(config))
     summary = train(
         config,
         out=out,

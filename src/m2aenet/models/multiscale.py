@@ -73,12 +73,12 @@ class M2AENetMSConfig:
     """
 
     widths: tuple[int, ...] = (32, 64, 128)
-    encoder_blocks: tuple[int, ...] = (2, 2)
-    middle_blocks: int = 4
-    decoder_blocks: tuple[int, ...] = (2, 2)
-    trajectory_points: int = 4
+    encoder_blocks: tuple[int, ...] = (1, 2)
+    middle_blocks: int = 5
+    decoder_blocks: tuple[int, ...] = (1, 2)
+    trajectory_points: int = 3
     trajectory_channels: int = 16
-    trajectory_from_level: int = 1
+    trajectory_from_level: int = 2
     mlp_ratio: float = 2.0
     mask_width: int = 16
     mask_depth: int = 2
@@ -131,6 +131,7 @@ class M2AENetMSBConfig(M2AENetMSConfig):
     decoder_blocks: tuple[int, ...] = (2, 4)
     trajectory_points: int = 6
     trajectory_channels: int = 24
+    trajectory_from_level: int = 1  # sampling is cheap on a GPU: levels 1/4 and 1/8
     mlp_ratio: float = 2.0
     mask_width: int = 24
     mask_depth: int = 3

@@ -1,0 +1,5 @@
+"""The training recipe as one command: data sets, training stages and shipping, resumable.
+
+`spec.py` reads and checks a recipe YAML, `datasets.py` makes the data sets it names,
+`runner.py` runs its stages and ships the result (`m2aenet recipe`).
+"""

@@ -1,0 +1,176 @@
+"""Run a recipe: make missing data, train each stage to its end (resuming), then ship.
+
+Every step is idempotent: a finished stage (its final EMA at the config's last step) is
+skipped, an unfinished one resumes from its newest checkpoint, and the shipped weights are
+written once after the last stage. `minutes` bounds one call, so a session can run the same
+command again and again until the recipe is done.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from m2aenet.recipe.datasets import check_data_roots, config_data_roots, data_state, make_data
+from m2aenet.recipe.spec import Recipe, Stage
+
+FINAL = "final_ema.safetensors"
+SHIP_FOLDER = "ship"
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """Where one stage stands: `step` of `steps`, finished or not."""
+
+    name: str
+    folder: Path
+    step: int
+    steps: int
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.steps
+
+
+def stage_overrides(recipe: Recipe, index: int, out: Path) -> list[str]:
+    """The stage's KEY=VALUE overrides, with `init: previous` turned into init weights."""
+    stage = recipe.stages[index]
+    overrides = list(stage.overrides)
+    if stage.init_from_previous:
+        previous = out / recipe.stages[index - 1].name / FINAL
+        overrides.append(f"model.init_weights={previous.as_posix()}")
+    return overrides
+
+
+def stage_status(recipe: Recipe, index: int, out: Path) -> StageStatus:
+    """The stage's progress from its folder: the final weights' step, else the newest
+    checkpoint's, else 0."""
+    from m2aenet.checkpoint import read_record
+    from m2aenet.errors import CheckpointError
+    from m2aenet.train import state
+    from m2aenet.train.config import load_config
+
+    stage = recipe.stages[index]
+    folder = out / stage.name
+    config = load_config(stage.config, stage_overrides(recipe, index, out))
+    step = 0
+    final = folder / FINAL
+    if final.is_file():
+        step = int(read_record(final).get("step") or 0)
+    if step < config.steps:
+        try:
+            found = state.read_last(folder) if folder.is_dir() else None
+        except CheckpointError:
+            found = None
+        steps = state.list_steps(folder) if folder.is_dir() else []
+        step = max(step, found[0] if found else 0, max(steps, default=0))
+    return StageStatus(stage.name, folder, step, config.steps)
+
+
+def describe(recipe: Recipe, out: Path) -> str:
+    """A plan of what a run would do: data made or missing, stage progress, shipped or not."""
+    lines = [f"recipe {recipe.path} -> {out}"]
+    for spec in recipe.data:
+        try:
+            where = data_state(spec)
+        except Exception as error:  # shown, not raised: the plan is for reading
+            where = f"blocked: {error}"
+        lines.append(f"  data  {spec.folder}: {where}")
+    for index in range(len(recipe.stages)):
+        status = stage_status(recipe, index, out)
+        state_text = "finished" if status.finished else f"step {status.step} of {status.steps}"
+        lines.append(f"  stage {status.name} ({recipe.stages[index].config}): {state_text}")
+    shipped = out / SHIP_FOLDER / f"{recipe.ship.name}.safetensors"
+    lines.append(f"  ship  {shipped}: {'written' if shipped.is_file() else 'not yet'}")
+    return "\n".join(lines)
+
+
+def _train_stage(
+    recipe: Recipe, index: int, out: Path, minutes: float | None, command: list[str]
+) -> StageStatus:
+    from m2aenet.train.config import load_config
+    from m2aenet.train.trainer import train
+
+    stage: Stage = recipe.stages[index]
+    overrides = stage_overrides(recipe, index, out)
+    if minutes is not None:
+        overrides.append(f"time_limit_minutes={minutes:.3f}")
+    config = load_config(stage.config, overrides)
+    check_data_roots(config_data_roots(config))
+    print(f"recipe: training stage {stage.name} in {out / stage.name}", flush=True)
+    train(config, out=out / stage.name, resume=True, command=command)
+    return stage_status(recipe, index, out)
+
+
+def ship(recipe: Recipe, out: Path) -> Path:
+    """Calibrate the last stage's EMA weights on `ship.calibrate_on` and write them as
+    OUT/ship/NAME.safetensors (+ .json, + calibration.txt)."""
+    from m2aenet.atomic import write_text_atomic
+    from m2aenet.train.ship import (
+        choose_threshold,
+        format_threshold_table,
+        ship_run,
+        threshold_table,
+    )
+
+    run = out / recipe.stages[-1].name
+    folder = out / SHIP_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    threshold = None
+    note = f"m2aenet recipe {recipe.path}"
+    if recipe.ship.calibrate_on is not None:
+        check_data_roots([recipe.ship.calibrate_on])
+        print(f"recipe: calibrating the mask threshold on {recipe.ship.calibrate_on}", flush=True)
+        rows = threshold_table(run / FINAL, recipe.ship.calibrate_on, recipe.ship.thresholds)
+        threshold = choose_threshold(rows)
+        table = format_threshold_table(rows)
+        write_text_atomic(
+            folder / "calibration.txt", f"{table}\nchosen threshold {threshold:.2f}\n"
+        )
+        note += f"; threshold {threshold:.2f} calibrated on {recipe.ship.calibrate_on}"
+    return ship_run(run, folder / f"{recipe.ship.name}.safetensors", threshold, note)
+
+
+def run_recipe(
+    recipe: Recipe,
+    out: str | Path | None = None,
+    minutes: float | None = None,
+    data_only: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """Make the data, train the stages, ship. Returns {"done": bool, "stopped_at": stage name
+    or None, "shipped": path or None, "data_made": [...]}; stops early (resumably) when
+    `minutes` run out."""
+    out = Path(out or recipe.out)
+    deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
+    made = make_data(recipe.data, progress=progress)
+    result: dict[str, Any] = {"done": False, "stopped_at": None, "shipped": None, "data_made": made}
+    if data_only:
+        return result
+    trained = False
+    for index in range(len(recipe.stages)):
+        status = stage_status(recipe, index, out)
+        if status.finished:
+            continue
+        left = None if deadline is None else (deadline - time.monotonic()) / 60.0
+        if left is not None and left <= 0:
+            if trained:
+                result["stopped_at"] = status.name
+                return result
+            left = 1e-6  # every call makes progress: at least one step of the pending stage
+        trained = True
+        status = _train_stage(recipe, index, out, left, command or ["m2aenet", "recipe"])
+        if not status.finished:
+            result["stopped_at"] = status.name
+            return result
+    if recipe.stages:
+        shipped = out / SHIP_FOLDER / f"{recipe.ship.name}.safetensors"
+        last_final = out / recipe.stages[-1].name / FINAL
+        if not shipped.is_file() or shipped.stat().st_mtime < last_final.stat().st_mtime:
+            shipped = ship(recipe, out)
+        result["shipped"] = str(shipped)
+    result["done"] = True
+    return result

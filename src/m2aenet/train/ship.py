@@ -1,0 +1,111 @@
+"""Turn a finished run into weights a user loads: threshold calibrated on val, training summary.
+
+Used by `m2aenet recipe` (its last step), `scripts/ship_weights.py` (into the package) and
+`benchmarks/calibrate_threshold.py` (the table alone).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IDLE_GAP_S = 300  # a longer pause between log rows is a stop, not training time
+TIE_DB = 0.01  # PSNR_w differences this small are noise, not quality
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    """One threshold's result on the validation set (pruned deploy model)."""
+
+    threshold: float
+    psnr_w: float
+    input_psnr_w: float
+    mask_iou: float
+    pred_fraction: float
+    ms: float
+
+
+def training_seconds(log: Path) -> float:
+    """Seconds between consecutive log rows, leaving out stops longer than IDLE_GAP_S."""
+    times = [json.loads(line)["time"] for line in log.read_text().splitlines() if line.strip()]
+    return sum(b - a for a, b in zip(times, times[1:], strict=False) if b - a < IDLE_GAP_S)
+
+
+def threshold_table(
+    weights: str | Path, val_dir: str | Path, thresholds: Sequence[float]
+) -> list[ThresholdRow]:
+    """Deblur `val_dir` (generic layout) once per threshold with the pruned deploy model."""
+    from m2aenet.api import Deblurrer
+    from m2aenet.data.datasets import open_dataset
+    from m2aenet.evaluation import deblurrer_restore, evaluate
+
+    dataset = open_dataset(val_dir, "generic", crop_size=None, augment=False)
+    deblurrer = Deblurrer.from_pretrained(weights, device="cpu", count_flops=False)
+    rows = []
+    for threshold in sorted(float(t) for t in thresholds):
+        deblurrer.model.mask_threshold = threshold
+        report = evaluate(deblurrer_restore(deblurrer), dataset, progress=False)
+        mean, before = report.mean, report.input_mean
+        rows.append(
+            ThresholdRow(
+                threshold,
+                float(mean["psnr_w"]),
+                float(before["psnr_w"]),
+                float(mean.get("mask_iou", float("nan"))),
+                float(mean.get("pred_fraction", float("nan"))),
+                float(mean["ms"]),
+            )
+        )
+    return rows
+
+
+def choose_threshold(rows: Sequence[ThresholdRow]) -> float:
+    """The highest threshold (fewest pixels processed, fastest) whose PSNR_w is within TIE_DB
+    of the best one."""
+    if not rows:
+        raise ValueError("no thresholds were scored")
+    top = max(row.psnr_w for row in rows)
+    return max(row.threshold for row in rows if row.psnr_w >= top - TIE_DB)
+
+
+def format_threshold_table(rows: Sequence[ThresholdRow]) -> str:
+    """The table `calibrate_threshold.py` prints, one row per threshold."""
+    lines = ["threshold  psnr_w  input_psnr_w  mask_iou  pred_fraction  ms"]
+    for row in rows:
+        lines.append(
+            f"{row.threshold:9.2f}  {row.psnr_w:6.3f}  {row.input_psnr_w:12.3f}  "
+            f"{row.mask_iou:8.3f}  {row.pred_fraction:13.4f}  {row.ms:5.0f}"
+        )
+    return "\n".join(lines)
+
+
+def ship_run(
+    run: str | Path, target: str | Path, threshold: float | None = None, note: str = ""
+) -> Path:
+    """Write RUN/final_ema as `target` (.safetensors + .json sidecar): the threshold in the
+    config (so a lone .safetensors loads with it too) and a `training` summary (steps,
+    compute hours from log.jsonl, command, note). Returns the weights path."""
+    from m2aenet.checkpoint import load_model, model_record, read_record, save_model
+
+    run = Path(run)
+    source = run / "final_ema.safetensors"
+    record = read_record(source)
+    model = load_model(source)
+    if threshold is not None:
+        model.config = dataclasses.replace(model.config, mask_threshold=threshold)
+        model.mask_threshold = threshold
+    extra: dict[str, Any] = {
+        key: value for key, value in record.items() if key not in model_record(model)
+    }
+    log = run / "log.jsonl"
+    extra["training"] = {
+        "steps": record.get("step"),
+        "compute_hours": round(training_seconds(log) / 3600, 2) if log.is_file() else None,
+        "command": record.get("command"),
+        "note": note,
+    }
+    return save_model(target, model, extra)

@@ -1,0 +1,30 @@
+"""Shipping a run: training time from the log, the threshold chosen on val."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from m2aenet.train.ship import IDLE_GAP_S, ThresholdRow, choose_threshold, training_seconds
+
+
+def test_training_time_leaves_out_stops(tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    times = [0.0, 10.0, 20.0, 20.0 + IDLE_GAP_S + 1, 30.0 + IDLE_GAP_S + 1]
+    log.write_text("".join(json.dumps({"time": t}) + "\n" for t in times))
+    assert training_seconds(log) == pytest.approx(30.0)
+
+
+def _row(threshold: float, psnr_w: float) -> ThresholdRow:
+    return ThresholdRow(threshold, psnr_w, 25.0, 0.5, 0.1, 10.0)
+
+
+def test_the_highest_threshold_within_a_tie_of_the_best_is_chosen() -> None:
+    # 0.4 is best; 0.5 is within 0.01 dB of it (a tie), so the faster 0.5 wins; 0.6 is worse.
+    rows = [_row(0.3, 30.00), _row(0.4, 30.10), _row(0.5, 30.095), _row(0.6, 29.9)]
+    assert choose_threshold(rows) == 0.5
+    assert choose_threshold([_row(0.2, 31.0), _row(0.6, 30.0)]) == 0.2
+    with pytest.raises(ValueError, match="no thresholds"):
+        choose_threshold([])
