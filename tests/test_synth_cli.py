@@ -78,6 +78,15 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Pat
     assert a["meta.json"] != c["meta.json"]
 
 
+def test_workers_write_the_same_files_as_one_process(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos")
+    for engine in ((), ("--realism",)):
+        args = ("--count", "5", "--mode", "mixed", *engine)
+        assert _synth(tmp_path / "one", photos, *args, "--overwrite") == 0
+        assert _synth(tmp_path / "two", photos, *args, "--workers", "2", "--overwrite") == 0
+        assert _files(tmp_path / "one") == _files(tmp_path / "two"), engine
+
+
 def test_image_i_does_not_depend_on_the_count(tmp_path: Path) -> None:
     photos = _photos(tmp_path / "photos")
     assert _synth(tmp_path / "two", photos, "--count", "2") == 0

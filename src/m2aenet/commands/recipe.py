@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from m2aenet.commands.arguments import positive_float
+from m2aenet.commands.arguments import positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +33,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--plan", action="store_true", help="print what is made and what is left; change nothing"
     )
+    what.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="write a self-contained folder (photos, configs, package, run.sh) that runs this "
+        "recipe on another machine, e.g. a GPU box without network; train nothing here",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="processes that make each missing data set (default 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -49,6 +62,15 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         print(describe(recipe, out))
         return 0
+    if args.bundle:
+        from m2aenet.recipe.bundle import bundle_size, write_bundle
+
+        folder = write_bundle(recipe, args.bundle)
+        print(
+            f"recipe: wrote {folder} ({bundle_size(folder) / 1e6:.1f} MB); on the other "
+            f"machine: sh {folder.name}/run.sh MINUTES"
+        )
+        return 0
     check_output_folder(out, "--out")
     command = ["m2aenet", "recipe", args.recipe]
     command += ["--out", args.out] if args.out else []
@@ -59,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         data_only=args.data_only,
         progress=not args.no_progress,
         command=command,
+        workers=args.workers,
     )
     if args.data_only:
         made = ", ".join(result["data_made"]) or "nothing (all made)"

@@ -85,6 +85,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-motion", action="store_true", help="skip DIR/motion (8 MB per 512x512 image)"
     )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="generate in N processes (same files as one; default 1)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -128,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             blur_length=parse_blur_length(args.blur_length) if args.blur_length else None,
             realism=realism,
+            workers=args.workers,
         )
         print(f"wrote {meta['count']} {args.mode} pairs to {args.out}")
     if args.preview is not None:

@@ -85,6 +85,85 @@ def write_sample(
             np.save(tmp, np.ascontiguousarray(sample.motion, dtype=np.float16))
 
 
+def _generator(engine: dict) -> SampleGenerator:
+    return SampleGenerator(
+        engine["photos"],
+        engine["size"],
+        engine["mode"],
+        engine["seed"],
+        engine["split"],
+        engine["global_fraction"],
+        engine["noise"],
+        engine["jpeg"],
+        blur_length=engine["blur_length"],
+        realism=engine["realism"],
+    )
+
+
+def _generate(generator: SampleGenerator, out_dir: Path, indices, write_motion: bool, bar=None):
+    """Generate and write `indices` in this process; yields (index, params) in order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    # The engine's ops are a few ms each: one thread avoids the thread pool's spin-waiting,
+    # which cost 3-8x CPU time here when the other core was busy. PNG encoding (about 2/3 of
+    # the work) releases the GIL, so writer threads run it beside the generator instead.
+    torch.set_num_threads(1)
+    pending: deque[Future] = deque()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as writers:
+            for index in indices:
+                sample = generator(index)
+                name = sample_name(index)
+                pending.append(writers.submit(write_sample, out_dir, name, sample, write_motion))
+                yield index, sample.params
+                while len(pending) > 4:  # bounds the samples held in memory
+                    pending.popleft().result()
+                if bar is not None:
+                    bar.update(1)
+            while pending:
+                pending.popleft().result()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _generate_chunk(
+    engine: dict, out_dir: Path, start: int, stop: int, write_motion: bool
+) -> list[tuple[int, dict]]:
+    """A worker process's share: images start..stop-1."""
+    return list(_generate(_generator(engine), out_dir, range(start, stop), write_motion))
+
+
+def _generate_in_processes(
+    engine: dict,
+    out_dir: Path,
+    count: int,
+    write_motion: bool,
+    workers: int,
+    params: list[dict],
+    bar,
+) -> None:
+    """Images in chunks over `workers` spawned processes (no fork: torch's thread pools do not
+    survive it); params filled in by index."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    chunk = max(1, min(16, count // (4 * workers) or 1))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                _generate_chunk, engine, out_dir, start, min(count, start + chunk), write_motion
+            )
+            for start in range(0, count, chunk)
+        ]
+        for future in as_completed(futures):
+            done = future.result()
+            for index, found in done:
+                params[index] = found
+            bar.update(len(done))
+
+
 def _prepare_output(out_dir: Path, names: set[str], overwrite: bool) -> None:
     """Refuse a non-empty folder unless `overwrite`; then drop the files of an older set that
     the new one will not replace (only our NNNNNN files in our sub-folders, nothing else)."""
@@ -117,6 +196,7 @@ def generate_dataset(
     write_motion: bool = True,
     blur_length: tuple[float, float] | None = None,
     realism: Realism | None = None,
+    workers: int = 1,
 ) -> dict:
     """Generate `count` images into `out_dir` and return the meta.json content.
 
@@ -125,50 +205,40 @@ def generate_dataset(
     `write_motion=False` skips DIR/motion (8 MB per 512x512 image). `blur_length`: (shortest,
     longest) blur path in px of the output images (default: 4-60 px scaled from 512 px).
     `realism`: the realistic scene mix and camera (`realism.Realism`); None keeps the original
-    engine.
+    engine. `workers` > 1 generates in that many processes; the files and meta.json are the
+    same byte for byte (each image depends only on its index).
     """
-    import torch
     from tqdm import tqdm
 
     if count < 1:
         raise InputError(f"--count must be >= 1, got {count}")
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
     photos = photo_pool(split, sources)
-    generator = SampleGenerator(
-        photos,
-        size,
-        mode,
-        seed,
-        split,
-        global_fraction,
-        noise,
-        jpeg,
+    engine = dict(
+        photos=photos,
+        size=size,
+        mode=mode,
+        seed=seed,
+        split=split,
+        global_fraction=global_fraction,
+        noise=noise,
+        jpeg=jpeg,
         blur_length=blur_length,
         realism=realism,
     )
+    generator = _generator(engine)  # also checks the arguments before anything is written
     out_dir = Path(out_dir)
     names = [sample_name(i) for i in range(count)]
     _prepare_output(out_dir, set(names), overwrite)
-    images = []
-    threads = torch.get_num_threads()
-    # The engine's ops are a few ms each: one thread avoids the thread pool's spin-waiting,
-    # which cost 3-8x CPU time here when the other core was busy. PNG encoding (about 2/3 of
-    # the work) releases the GIL, so writer threads run it beside the generator instead.
-    torch.set_num_threads(1)
-    pending: deque[Future] = deque()
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as writers:
-            for index in tqdm(range(count), desc="synth", unit="img", disable=not progress):
-                sample = generator(index)
-                pending.append(
-                    writers.submit(write_sample, out_dir, names[index], sample, write_motion)
-                )
-                images.append({"name": names[index], **sample.params})
-                while len(pending) > 4:  # bounds the samples held in memory
-                    pending.popleft().result()
-            while pending:
-                pending.popleft().result()
-    finally:
-        torch.set_num_threads(threads)
+    params: list[dict] = [{} for _ in range(count)]
+    with tqdm(total=count, desc="synth", unit="img", disable=not progress) as bar:
+        if workers == 1:
+            for index, found in _generate(generator, out_dir, range(count), write_motion, bar):
+                params[index] = found
+        else:
+            _generate_in_processes(engine, out_dir, count, write_motion, workers, params, bar)
+    images = [{"name": name, **found} for name, found in zip(names, params, strict=True)]
     used = sorted(
         {image["background"]["source"] for image in images}
         | {obj["source"] for image in images for obj in image.get("objects", [])}

@@ -20,7 +20,8 @@ PACKAGED_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "recipe.yaml
 DataState = Literal["made", "missing"]
 
 
-def _synth_namespace(spec: DataSpec):
+def synth_namespace(spec: DataSpec):
+    """The synth command's parsed arguments for one data set."""
     import argparse
 
     from m2aenet.commands import synth
@@ -47,7 +48,7 @@ def data_state(spec: DataSpec) -> DataState:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"{meta_path}: unreadable ({error})") from None
-    wanted = _synth_namespace(spec)
+    wanted = synth_namespace(spec)
     found = (meta.get("count"), meta.get("seed"))
     if found != (wanted.count, wanted.seed):
         raise InputError(
@@ -58,8 +59,9 @@ def data_state(spec: DataSpec) -> DataState:
     return "made"
 
 
-def make_data(specs: Iterable[DataSpec], progress: bool = True) -> list[str]:
-    """Make every missing data set, in order; returns the folders made."""
+def make_data(specs: Iterable[DataSpec], progress: bool = True, workers: int = 1) -> list[str]:
+    """Make every missing data set, in order, each in `workers` processes; returns the
+    folders made."""
     from m2aenet.commands import synth
 
     made = []
@@ -67,8 +69,9 @@ def make_data(specs: Iterable[DataSpec], progress: bool = True) -> list[str]:
         if data_state(spec) == "made":
             continue
         print(f"recipe: making {spec.folder}: {spec.command}", flush=True)
-        args = _synth_namespace(spec)
+        args = synth_namespace(spec)
         args.no_progress = args.no_progress or not progress
+        args.workers = max(args.workers, workers)
         synth.run(args)
         made.append(spec.folder)
     return made

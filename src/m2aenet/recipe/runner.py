@@ -140,13 +140,14 @@ def run_recipe(
     data_only: bool = False,
     progress: bool = True,
     command: list[str] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Make the data, train the stages, ship. Returns {"done": bool, "stopped_at": stage name
     or None, "shipped": path or None, "data_made": [...]}; stops early (resumably) when
-    `minutes` run out."""
+    `minutes` run out. `workers`: processes per data set being made."""
     out = Path(out or recipe.out)
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
-    made = make_data(recipe.data, progress=progress)
+    made = make_data(recipe.data, progress=progress, workers=workers)
     result: dict[str, Any] = {"done": False, "stopped_at": None, "shipped": None, "data_made": made}
     if data_only:
         return result
