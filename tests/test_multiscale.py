@@ -210,3 +210,32 @@ def test_two_level_variant_runs_and_prunes() -> None:
     deployed = model.reparameterize()
     deployed.executor = "pixel"
     assert torch.allclose(deployed(x, mask=mask).image, reference, atol=1e-5, rtol=0)
+
+
+def test_a_mostly_marked_frame_is_restored_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """whole_frame_fraction: an image whose predicted mask covers at least that share is
+    restored everywhere (camera shake), in train and deploy mode alike; others keep their mask."""
+    from m2aenet.models import frontend
+
+    def left_part(prob: torch.Tensor, threshold: float, dilation: int) -> torch.Tensor:
+        hard = torch.zeros_like(prob)
+        hard[0, :, :, : prob.shape[-1] * 6 // 10] = 1.0  # image 0: 60% marked
+        hard[1, :, :, : prob.shape[-1] * 2 // 10] = 1.0  # image 1: 20% marked
+        return hard
+
+    monkeypatch.setattr(frontend, "hard_mask", left_part)
+    x = torch.rand(2, 3, 40, 64)
+    model = _perturbed(whole_frame_fraction=0.5)
+    with torch.no_grad():
+        train_out = model(x)
+        deployed = copy.deepcopy(model).reparameterize()
+        deployed.executor = "pixel"
+        deploy_out = deployed(x)
+    assert train_out.mask[0].min() == 1.0  # 60% >= 50%: the whole frame
+    assert train_out.mask[1].mean().item() == pytest.approx(0.2, abs=0.02)
+    assert torch.equal(deploy_out.mask, train_out.mask)
+    torch.testing.assert_close(deploy_out.image, train_out.image, atol=1e-5, rtol=0)
+    assert not torch.equal(train_out.image[0, :, :, -8:], x[0, :, :, -8:])  # restored too
+    assert torch.equal(train_out.image[1, :, :, -8:], x[1, :, :, -8:])  # outside: the input
+    with pytest.raises(ConfigError, match=r"whole_frame_fraction must be in \(0, 1\]"):
+        create_model("m2aenet-ms", whole_frame_fraction=0.0)

@@ -70,6 +70,11 @@ def check_front_end_config(config: Any) -> None:
         raise ConfigError(
             f"model_config.mask_threshold must be in (0, 1), got {config.mask_threshold}"
         )
+    if not 0.0 < config.whole_frame_fraction <= 1.0:
+        raise ConfigError(
+            "model_config.whole_frame_fraction must be in (0, 1], got "
+            f"{config.whole_frame_fraction}"
+        )
     if config.mlp_ratio <= 0:
         raise ConfigError(f"model_config.mlp_ratio must be > 0, got {config.mlp_ratio}")
 
@@ -104,7 +109,7 @@ class MaskMotionFrontEnd(nn.Module):
 
     Reads from `config`: mask_width, mask_depth, mask_context_depth, analyzer_stem,
     analyzer_width, analyzer_levels, motion_scale, mask_threshold, mask_dilation,
-    trajectory_points.
+    whole_frame_fraction, trajectory_points.
     """
 
     size_multiple = SIZE_MULTIPLE
@@ -124,6 +129,7 @@ class MaskMotionFrontEnd(nn.Module):
         )
         self.mask_threshold = config.mask_threshold
         self.mask_dilation = config.mask_dilation
+        self.whole_frame_fraction = config.whole_frame_fraction
         self.deployed = False
         self.executor = "auto"
         self.last_executor: str | None = None  # what the last deploy forward ran
@@ -177,10 +183,14 @@ class MaskMotionFrontEnd(nn.Module):
         prob = blur_probability(logits, padded.shape[-2:])
         pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
         if mask is None:
-            hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)
+            hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)[..., :height, :width]
+            if self.whole_frame_fraction < 1.0:
+                # An image-level decision: a mostly marked frame is camera shake, restored whole.
+                share = hard.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+                hard = torch.where(share >= self.whole_frame_fraction, torch.ones_like(hard), hard)
             # Padding pixels are never restored: they are cropped away anyway. Re-padding with
             # zeros (not an in-place write to a possibly empty slice) keeps the graph exportable.
-            hard = F.pad(hard[..., :height, :width], pad)
+            hard = F.pad(hard, pad)
         else:
             hard = F.pad((mask > 0.5).to(padded.dtype), pad)
         return logits, source, prob, hard

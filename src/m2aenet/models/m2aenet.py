@@ -70,6 +70,9 @@ class M2AENetConfig:
     motion_scale:        pixels per unit of the motion head's output
     mask_threshold:      tau, the blur probability above which a pixel is restored
     mask_dilation:       r, dilation radius of the hard mask in pixels
+    whole_frame_fraction: an image whose hard mask covers at least this share is restored
+                         whole (camera shake: the predictor's holes in a blurred frame would
+                         stay blurred); 1.0: only when the mask already covers everything
     batch_norm:          BatchNorm in the mixer branches (folded by reparameterize())
     body_scale:          s, the body's cell size in pixels (1: full resolution; 2: the body
                          runs on pixel-unshuffled 2x2 cells, twice the reach per conv)
@@ -90,6 +93,7 @@ class M2AENetConfig:
     motion_scale: float = 8.0
     mask_threshold: float = 0.5
     mask_dilation: int = 2
+    whole_frame_fraction: float = 1.0
     batch_norm: bool = False
     body_scale: int = 1
 

@@ -69,7 +69,8 @@ class M2AENetMSConfig:
     trajectory_channels:   channels of a block's input sampled along the trajectory
     trajectory_from_level: blocks at this level and deeper sample along the trajectory
     mlp_ratio:             hidden width of each block's channel MLP, relative to its level
-    mask_*, analyzer_*, motion_scale, mask_threshold, mask_dilation: as in M2AENetConfig
+    mask_*, analyzer_*, motion_scale, mask_threshold, mask_dilation, whole_frame_fraction:
+                           as in M2AENetConfig
     """
 
     widths: tuple[int, ...] = (32, 64, 128)
@@ -89,6 +90,7 @@ class M2AENetMSConfig:
     motion_scale: float = 8.0
     mask_threshold: float = 0.5
     mask_dilation: int = 2
+    whole_frame_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         levels = len(self.widths)
