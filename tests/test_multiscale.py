@@ -239,3 +239,19 @@ def test_a_mostly_marked_frame_is_restored_whole(monkeypatch: pytest.MonkeyPatch
     assert torch.equal(train_out.image[1, :, :, -8:], x[1, :, :, -8:])  # outside: the input
     with pytest.raises(ConfigError, match=r"whole_frame_fraction must be in \(0, 1\]"):
         create_model("m2aenet-ms", whole_frame_fraction=0.0)
+
+
+def test_the_blur_probability_stays_float32_under_bf16_autocast() -> None:
+    """bf16 would round p >= 0.998 to exactly 1.0, where the mask loss's clamp passes no
+    gradient: a confidently wrong pixel could never be un-marked."""
+    model = _perturbed()
+    with torch.no_grad():
+        model.mask_predictor.head.bias.fill_(7.0)  # sigmoid(7) = 0.99909: 1.0 in bf16
+    x = torch.rand(1, 3, 32, 48)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(x, mask=torch.zeros(1, 1, 32, 48))
+    assert output.mask_prob.dtype == torch.float32
+    assert (output.mask_prob < 1.0).all()
+    loss = output.mask_prob.clamp(1e-6, 1 - 1e-6).mean()
+    loss.backward()
+    assert model.mask_predictor.head.bias.grad.abs().sum() > 0

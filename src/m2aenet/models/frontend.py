@@ -180,7 +180,9 @@ class MaskMotionFrontEnd(nn.Module):
         inputs = trunk_input(padded)
         logits, features = self.mask_predictor(padded, inputs)
         source = inputs if self.analyzer_stem is not None else features.detach()
-        prob = blur_probability(logits, padded.shape[-2:])
+        # In float32 even under bf16 autocast: bf16 rounds p >= 0.998 to 1.0, where the mask
+        # loss's clamp then passes no gradient (1.8% of pixels in a session-8 checkpoint).
+        prob = blur_probability(logits.float(), padded.shape[-2:])
         pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
         if mask is None:
             hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)[..., :height, :width]
