@@ -23,7 +23,7 @@ from m2aenet.train.predictor_weights import (
 FAMILIES = sorted(SMALL_MODELS)
 
 
-@pytest.mark.parametrize("name", ["m2aenet-s"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_swapping_in_the_models_own_predictor_keeps_every_output(tmp_path: Path, name: str) -> None:
     weights = write_model(tmp_path / "ema.safetensors", name)
     old = load_model(weights)
@@ -31,8 +31,13 @@ def test_swapping_in_the_models_own_predictor_keeps_every_output(tmp_path: Path,
     assert new.config.analyzer_stem and not old.config.analyzer_stem
     torch.manual_seed(1)
     x = torch.rand(1, 3, 32, 40)
+    masks = (None, (torch.rand(1, 1, 32, 40) > 0.5).float())
     with torch.no_grad():
-        for mask in (None, (torch.rand(1, 1, 32, 40) > 0.5).float()):
+        for mask in masks:
+            assert torch.equal(new(x, mask=mask).image, old(x, mask=mask).image)
+        new.reparameterize()
+        old.reparameterize()
+        for mask in masks:  # deployed (pruned) too
             assert torch.equal(new(x, mask=mask).image, old(x, mask=mask).image)
 
 
@@ -60,20 +65,24 @@ def test_the_swap_changes_the_predictor_tensors_and_keeps_every_other(
     assert set(after) - {k for k in after if k.startswith(PREFIX)} == kept | stem
     for key in kept:
         assert torch.equal(after[key], before[key]), key
-    for key in stem:  # the analyzer keeps reading the old predictor's trunk
-        old_key = PREFIX + "features." + key.removeprefix("analyzer_stem.")
-        assert torch.equal(after[key], before[old_key]), key
+    # The analyzer keeps reading the old predictor's features: its trunk and context branch.
+    old_predictor = load_model(weights).mask_predictor
+    expected = dict(old_predictor.features.state_dict())
+    if old_predictor.context is not None:
+        trunk = len(old_predictor.features)
+        expected |= {f"{trunk}.{k}": v for k, v in old_predictor.context.state_dict().items()}
+    assert stem == {f"analyzer_stem.{k}" for k in expected}
+    for key, value in expected.items():
+        assert torch.equal(after[f"analyzer_stem.{key}"], value), key
 
     record = read_record(out)
     assert record["step"] == 5 and record["made_by"].startswith("swap_mask_predictor")
     assert record["model"] == name
     swapped = load_model(out).config
     assert swapped.mask_context_depth == 2 and swapped.analyzer_stem
-    assert {**vars(swapped), "mask_context_depth": 0, "analyzer_stem": False} == {
-        **vars(old.config),
-        "mask_context_depth": 0,
-        "analyzer_stem": False,
-    }  # nothing else in the config changed
+    assert swapped.analyzer_stem_context_depth == old.config.mask_context_depth
+    changed = {"mask_context_depth": 0, "analyzer_stem": False, "analyzer_stem_context_depth": 0}
+    assert {**vars(swapped), **changed} == {**vars(old.config), **changed}  # nothing else
 
 
 def test_swap_puts_in_a_context_predictor_and_keeps_the_analyzers_input(tmp_path: Path) -> None:

@@ -107,19 +107,25 @@ def swap_predictor(weights: str | Path, predictor: dict[str, torch.Tensor]) -> n
     """The model of `weights` with `predictor` (names without PREFIX) and an analyzer stem.
 
     Models whose analyzer still reads the predictor's features are first upgraded to
-    `analyzer_stem: true`, with the stem a copy of the old predictor's trunk, so the analyzer's
-    input stays exactly what it was trained on; the config's `mask_context_depth` becomes the
-    new predictor's (read from its tensors). Every other tensor is kept as it was.
+    `analyzer_stem: true`, with the stem a copy of the old predictor without its head (trunk,
+    and context branch if it has one: `analyzer_stem_context_depth`), so the analyzer's input
+    stays exactly what it was trained on; the config's `mask_context_depth` becomes the new
+    predictor's (read from its tensors). Every other tensor is kept as it was.
     """
     old = load_model(weights)
-    config = dataclasses.replace(
-        old.config, analyzer_stem=True, mask_context_depth=context_depth(predictor)
-    )
+    changes = {"analyzer_stem": True, "mask_context_depth": context_depth(predictor)}
+    if old.analyzer_stem is None:
+        changes["analyzer_stem_context_depth"] = old.config.mask_context_depth
+    config = dataclasses.replace(old.config, **changes)
     new = create_model(old.model_name, **dataclasses.asdict(config))
     state = old.state_dict()
     if old.analyzer_stem is None:  # the analyzer keeps reading what it was trained on
-        for key, value in old.mask_predictor.features.state_dict().items():
+        trunk = old.mask_predictor.features
+        for key, value in trunk.state_dict().items():
             state[f"analyzer_stem.{key}"] = value
+        if old.mask_predictor.context is not None:  # appended after the trunk's layers
+            for key, value in old.mask_predictor.context.state_dict().items():
+                state[f"analyzer_stem.{len(trunk)}.{key}"] = value
     state = {key: value for key, value in state.items() if not key.startswith(PREFIX)}
     state.update({PREFIX + key: value for key, value in predictor.items()})
     try:
