@@ -93,3 +93,27 @@ def test_a_bundle_goes_only_into_a_new_or_empty_folder(
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert main(["recipe", "recipe.yaml", "--bundle", str(tmp_path / "b")]) == 0
     assert "sh b/run.sh MINUTES" in capsys.readouterr().out
+
+
+def test_a_predictor_stage_is_bundled_as_it_was_written(tmp_path: Path) -> None:
+    from m2aenet.recipe.bundle import predictor_stage_entry
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "stages:\n"
+        "  - {name: body, config: tiny.yaml}\n"
+        "  - {name: mask, kind: predictor, pools: [data/a, data/b], val: data/v, minutes: 2,\n"
+        "     overrides: [crop=32]}\n"
+    )
+    stage = load_recipe(recipe).stages[1]
+    entry = predictor_stage_entry(stage)
+    assert entry == {
+        "name": "mask",
+        "kind": "predictor",
+        "pools": ["data/a", "data/b"],
+        "val": ["data/v"],
+        "minutes": 2.0,
+        "overrides": ["crop=32"],
+    }
+    recipe.write_text(yaml.safe_dump({"stages": [{"name": "body", "config": "t"}, entry]}))
+    assert load_recipe(recipe).stages[1] == stage

@@ -50,6 +50,8 @@ def test_registry_has_both_sizes_and_validates_config() -> None:
         create_model("m2aenet-s", channels=4, trajectory_channels=8)
     with pytest.raises(ConfigError, match="body_scale"):
         create_model("m2aenet-s", body_scale=3)
+    with pytest.raises(ConfigError, match="analyzer_stem_context_depth needs analyzer_stem"):
+        create_model("m2aenet-s", analyzer_stem_context_depth=2)
 
 
 def test_half_resolution_body_reaches_twice_as_far() -> None:
@@ -94,12 +96,14 @@ def test_padding_is_reflect_to_multiple_of_eight() -> None:
     assert pad_to_multiple(torch.rand(1, 3, 3, 2), 8).shape == (1, 3, 8, 8)  # tiny: replicate
 
 
-# Full-resolution body; half-resolution body; and the analyzer with its own stem beside a
-# predictor with a context branch (the campaign's stage-4 model).
+# Full-resolution body; half-resolution body; the analyzer with its own stem beside a
+# predictor with a context branch (the campaign's stage-4 model); and a stem with a context
+# branch of its own (what swapping out a context predictor leaves).
 VARIANTS = [
     {"body_scale": 1},
     {"body_scale": 2},
     {"body_scale": 2, "analyzer_stem": True, "mask_context_depth": 2},
+    {"analyzer_stem": True, "analyzer_stem_context_depth": 1, "mask_context_depth": 2},
 ]
 
 
@@ -239,8 +243,17 @@ def test_runs_under_bfloat16_autocast_in_both_modes() -> None:
         assert torch.equal(out.image[outside], x[outside])
 
 
-def test_an_analyzer_with_its_own_stem_does_not_depend_on_the_predictor_trunk() -> None:
-    model = _perturbed(seed=2, body_scale=2, analyzer_stem=True, mask_context_depth=1)
+@pytest.mark.parametrize("stem_context_depth", [0, 2])
+def test_an_analyzer_with_its_own_stem_does_not_depend_on_the_predictor_trunk(
+    stem_context_depth: int,
+) -> None:
+    model = _perturbed(
+        seed=2,
+        body_scale=2,
+        analyzer_stem=True,
+        mask_context_depth=1,
+        analyzer_stem_context_depth=stem_context_depth,
+    )
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     mask = _blob_masks(1, 32, 32)
     with torch.no_grad():

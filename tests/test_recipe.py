@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-from m2aenet.checkpoint import load_model, read_record
+from m2aenet.checkpoint import load_model, load_state_dict, read_record
 from m2aenet.cli import main
 from m2aenet.errors import ConfigError, InputError
 from m2aenet.recipe.datasets import check_data_roots, data_state
 from m2aenet.recipe.runner import describe, run_recipe, stage_status
-from m2aenet.recipe.spec import load_recipe
+from m2aenet.recipe.spec import PredictorStage, load_recipe
 
 TINY_MODEL = """\
 model:
@@ -43,6 +45,8 @@ log: {every: 1, progress: false}
 threads: 1
 """
 
+FINAL_OF_MASK = "runs/p/mask/final_ema.safetensors"
+
 RECIPE = """\
 out: runs/r
 data:
@@ -62,12 +66,44 @@ ship:
 """
 
 
+PREDICTOR_RECIPE = """\
+out: runs/p
+data:
+  data/pool: --count 2 --size 64x64 --split train --no-motion --seed 0
+  data/val: --count 2 --size 64x64 --split val --no-motion --seed 1
+stages:
+  - {name: body, config: tiny.yaml, overrides: [steps=1]}
+  - name: mask
+    kind: predictor
+    pools: [data/pool]
+    val: data/val
+    steps: 3
+    overrides: [crop=32, batch=2, report_every=2, context_depth=2]
+  - {name: tune, config: tiny.yaml, overrides: [steps=1], init: previous}
+ship: {name: mine, calibrate_on: data/val, thresholds: [0.5]}
+"""
+
+
 @pytest.fixture()
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.yaml").write_text(TINY_MODEL)
     (tmp_path / "recipe.yaml").write_text(RECIPE)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def made_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data sets of RECIPE (and PREDICTOR_RECIPE), made once for the tests that train."""
+    root = tmp_path_factory.mktemp("made")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        (root / "recipe.yaml").write_text(RECIPE)
+        run_recipe(load_recipe("recipe.yaml"), data_only=True, progress=False)
+    finally:
+        os.chdir(cwd)
+    return root / "data"
 
 
 def test_a_recipe_makes_its_data_trains_in_order_resumes_and_ships(workdir: Path) -> None:
@@ -103,6 +139,68 @@ def test_a_recipe_makes_its_data_trains_in_order_resumes_and_ships(workdir: Path
     assert again["done"] is True and shipped.stat().st_mtime_ns == stamp
 
 
+def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stage(
+    workdir: Path, made_data: Path
+) -> None:
+    shutil.copytree(made_data, "data")
+    Path("recipe.yaml").write_text(PREDICTOR_RECIPE)
+    recipe, out = load_recipe("recipe.yaml"), Path("runs/p")
+    # Time limits: the body's only step, then a stop before the predictor stage; then one
+    # predictor step and a stop (its resume state is written).
+    first = run_recipe(recipe, minutes=1e-6, progress=False)
+    assert first["stopped_at"] == "mask" and stage_status(recipe, 0, out).finished
+    second = run_recipe(recipe, minutes=1e-6, progress=False)
+    assert second["stopped_at"] == "mask" and Path("runs/p/mask/predictor_state.pt").is_file()
+    assert "stage mask (predictor of body, trained apart): step 1 of 3" in describe(recipe, out)
+
+    done = run_recipe(recipe, progress=False)
+    assert done["done"] and done["shipped"] == "runs/p/ship/mine.safetensors"
+    assert not Path("runs/p/mask/predictor_state.pt").exists()
+    scores = json.loads(Path("runs/p/mask/val_scores.json").read_text())
+    assert scores["steps"] == 3 and set(scores["after"]) == set(scores["before"]) == {"data/val"}
+    assert scores["settings"]["context_depth"] == 2
+    # The stage's result is the body's weights with the new predictor (and the analyzer's own
+    # copy of the old one's features); every other tensor is the body's.
+    body = load_state_dict(Path("runs/p/body/final_ema.safetensors"))
+    swapped = load_state_dict(Path("runs/p/mask/final_ema.safetensors"))
+    predictor = load_state_dict(Path("runs/p/mask/predictor.safetensors"))
+    for key, value in swapped.items():
+        if key.startswith("mask_predictor."):
+            assert torch.equal(value, predictor[key]), key
+        elif not key.startswith("analyzer_stem."):
+            assert torch.equal(value, body[key]), key
+    assert any(not torch.equal(predictor[k], body[k]) for k in predictor if k in body)
+    assert load_model("runs/p/mask/final_ema.safetensors").config.mask_context_depth == 2
+    # The next stage started from it, its model built to fit the swapped weights.
+    tune = json.loads(Path("runs/p/tune/config.json").read_text())["model"]
+    assert tune["init_weights"] == "runs/p/mask/final_ema.safetensors"
+    assert tune["overrides"]["analyzer_stem"] is True
+    assert tune["overrides"]["mask_context_depth"] == 2
+
+    stamps = [Path(p).stat().st_mtime_ns for p in (done["shipped"], FINAL_OF_MASK)]
+    again = run_recipe(recipe, progress=False)
+    assert again["done"] and stamps == [
+        Path(p).stat().st_mtime_ns for p in (done["shipped"], FINAL_OF_MASK)
+    ]
+    # Other settings, or a body trained again (newer weights): the predictor stage runs again.
+    Path("other.yaml").write_text(PREDICTOR_RECIPE.replace("batch=2", "batch=3"))
+    assert "stage mask (predictor of body, trained apart): step 0 of 3" in describe(
+        load_recipe("other.yaml"), out
+    )
+    assert "stage mask (predictor of body, trained apart): finished" in describe(recipe, out)
+    later = Path(FINAL_OF_MASK).stat().st_mtime + 10
+    os.utime("runs/p/body/final_ema.safetensors", (later, later))
+    assert "stage mask (predictor of body, trained apart): step 0 of 3" in describe(recipe, out)
+
+
+def test_a_stage_says_where_it_stands_in_steps_or_minutes() -> None:
+    from m2aenet.recipe.progress import StageStatus
+
+    assert StageStatus("a", Path("a"), 5, 30, False).text() == "step 5 of 30"
+    assert StageStatus("a", Path("a"), 90, 1500, False, "second").text() == "1.5 of 25 minutes"
+    assert StageStatus("a", Path("a"), 1500, 1500, True, "second").text() == "finished"
+
+
 def test_the_cli_plans_without_changing_anything(workdir: Path, capsys) -> None:
     assert main(["recipe", "recipe.yaml", "--plan"]) == 0
     plan = capsys.readouterr().out
@@ -131,6 +229,11 @@ def test_a_folder_the_recipe_did_not_make_is_left_alone(workdir: Path) -> None:
         data_state(recipe.data[0])
 
 
+def _after_a(stage: str) -> str:
+    """A recipe whose second stage (after a training stage) is `{name: b, STAGE}`."""
+    return f"stages: [{{name: a, config: c.yaml}}, {{name: b, {stage}}}]"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -142,6 +245,31 @@ def test_a_folder_the_recipe_did_not_make_is_left_alone(workdir: Path) -> None:
         ("data: {data/x: --size 64x64}", "need --count N"),
         ("ship: {thresholds: [0.5, 1.5]}", r"thresholds must be numbers in \(0, 1\)"),
         ("outt: runs/x", r"unknown key\(s\) outt"),
+        ("stages: [{name: a, kind: predictor, pools: p, steps: 3}]", r"first stage has none"),
+        (_after_a("kind: pretrain"), r"stages\[1\].kind must be 'train' or 'predictor'"),
+        (_after_a("kind: predictor, steps: 3"), r"stages\[1\].pools: a predictor stage needs"),
+        (_after_a("kind: predictor, pools: []"), r"stages\[1\].pools must name at least one"),
+        (_after_a("kind: predictor, pools: [3]"), r"stages\[1\].pools must be a folder or"),
+        (_after_a("kind: predictor, pools: p"), r"stages\[1\]: give steps or minutes"),
+        (_after_a("kind: predictor, pools: p, steps: 3, minutes: 2"), "give steps or minutes"),
+        (_after_a("kind: predictor, pools: p, steps: 0"), r"stages\[1\].steps must be an"),
+        (_after_a("kind: predictor, pools: p, minutes: .inf"), r"minutes must be a number > 0"),
+        (
+            _after_a("kind: predictor, pools: p, steps: 3, config: c.yaml"),
+            r"stages\[1\]: unknown key\(s\) config for a predictor stage",
+        ),
+        (
+            _after_a("kind: predictor, pools: p, steps: 3, overrides: [crp=32]"),
+            r"stages\[1\].overrides: unknown key 'crp' \(known: crop, batch",
+        ),
+        (
+            _after_a("kind: predictor, pools: p, steps: 3, overrides: [lr=-1]"),
+            r"stages\[1\].overrides: lr must be > 0",
+        ),
+        (
+            _after_a("kind: predictor, pools: p, steps: 3, overrides: [batch=two]"),
+            r"stages\[1\].overrides: batch: expected an integer",
+        ),
     ],
 )
 def test_bad_recipes_fail_before_any_work_naming_the_key(
@@ -176,6 +304,9 @@ def test_the_shipped_recipe_names_data_for_every_config_it_trains() -> None:
 
     cwd = os.getcwd()
     for stage in recipe.stages:
+        if isinstance(stage, PredictorStage):
+            assert {*stage.pools, *stage.val} <= made, stage.name
+            continue
         config = load_config(repo / stage.config, list(stage.overrides))
         assert set(config_data_roots(config)) <= made, stage.name
     assert recipe.ship.calibrate_on in made

@@ -15,8 +15,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run a training recipe from a fresh checkout: make its missing data sets with "
             "`m2aenet synth`, train its stages in order (each resumes from its newest "
-            "checkpoint; a finished one is skipped), then calibrate the mask threshold on val "
-            "and write OUT/ship/NAME.safetensors. Run the same command again to continue. "
+            "checkpoint; a finished one is skipped; a `kind: predictor` stage trains the "
+            "previous stage's mask predictor apart and swaps it in), then calibrate the mask "
+            "threshold on val and write OUT/ship/NAME.safetensors. Run the same command again "
+            "to continue. "
             "The shipped weights' recipe: configs/recipe.yaml."
         ),
     )

@@ -18,6 +18,7 @@ from torch import nn
 from m2aenet.errors import ConfigError
 from m2aenet.limits import MAX_ANALYZER_LEVELS, MAX_CONFIG_INT
 from m2aenet.models.mask_predictor import (
+    ContextBranch,
     MaskPredictor,
     blur_probability,
     feature_trunk,
@@ -49,9 +50,20 @@ def check_front_end_config(config: Any) -> None:
     for key in ("trajectory_points", "mask_width", "analyzer_width"):
         if int(getattr(config, key)) < 1:
             raise ConfigError(f"model_config.{key} must be >= 1, got {getattr(config, key)}")
-    for key in ("mask_depth", "mask_context_depth", "analyzer_levels", "mask_dilation"):
+    for key in (
+        "mask_depth",
+        "mask_context_depth",
+        "analyzer_stem_context_depth",
+        "analyzer_levels",
+        "mask_dilation",
+    ):
         if int(getattr(config, key)) < 0:
             raise ConfigError(f"model_config.{key} must be >= 0, got {getattr(config, key)}")
+    if config.analyzer_stem_context_depth and not config.analyzer_stem:
+        raise ConfigError(
+            "model_config.analyzer_stem_context_depth needs analyzer_stem: true, got "
+            f"{config.analyzer_stem_context_depth} without a stem"
+        )
     # The analyzer doubles its width per level: bound the deepest one before anything is
     # built (40 levels overflowed torch's size arithmetic; 4096 at 1 level asked 24 GB).
     if config.analyzer_levels > MAX_ANALYZER_LEVELS:
@@ -77,6 +89,20 @@ def check_front_end_config(config: Any) -> None:
         )
     if config.mlp_ratio <= 0:
         raise ConfigError(f"model_config.mlp_ratio must be > 0, got {config.mlp_ratio}")
+
+
+def analyzer_stem(width: int, depth: int, context_depth: int = 0) -> nn.Sequential:
+    """The analyzer's own features of `trunk_input(x)`: a `feature_trunk`, then, with
+    `context_depth` > 0, a `ContextBranch`, i.e. a mask predictor without its head.
+
+    The branch lets a predictor with a context branch be swapped out of a model whose analyzer
+    read its features (`train.predictor_weights`) while the analyzer's input stays the same.
+    Appended last, it leaves the trunk's parameter names as a stem without it has them.
+    """
+    stem = feature_trunk(width, depth)
+    if context_depth > 0:
+        stem.append(ContextBranch(width, context_depth))
+    return stem
 
 
 def add_cell_residual(
@@ -108,8 +134,8 @@ class MaskMotionFrontEnd(nn.Module):
     """Mask predictor + motion analyzer; subclasses add the restoration body.
 
     Reads from `config`: mask_width, mask_depth, mask_context_depth, analyzer_stem,
-    analyzer_width, analyzer_levels, motion_scale, mask_threshold, mask_dilation,
-    whole_frame_fraction, trajectory_points.
+    analyzer_stem_context_depth, analyzer_width, analyzer_levels, motion_scale,
+    mask_threshold, mask_dilation, whole_frame_fraction, trajectory_points.
     """
 
     size_multiple = SIZE_MULTIPLE
@@ -122,7 +148,9 @@ class MaskMotionFrontEnd(nn.Module):
             config.mask_width, config.mask_depth, config.mask_context_depth
         )
         self.analyzer_stem = (
-            feature_trunk(config.mask_width, config.mask_depth) if config.analyzer_stem else None
+            analyzer_stem(config.mask_width, config.mask_depth, config.analyzer_stem_context_depth)
+            if config.analyzer_stem
+            else None
         )
         self.analyzer = MotionAnalyzer(
             config.mask_width, config.analyzer_width, config.analyzer_levels, config.motion_scale

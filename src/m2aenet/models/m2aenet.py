@@ -65,6 +65,9 @@ class M2AENetConfig:
                          of `mask_width`, `mask_depth`) instead of reading the predictor's, so
                          the predictor can be retrained or replaced without moving the
                          analyzer's input
+    analyzer_stem_context_depth: the stem's own context branch (as the predictor's; 0: none),
+                         set when a predictor with a context branch is swapped out of a model
+                         whose analyzer read its features
     analyzer_width:      motion analyzer width at 1/4 size (doubles per level)
     analyzer_levels:     downsamplings below 1/4 size in the analyzer U-Net
     motion_scale:        pixels per unit of the motion head's output
@@ -88,6 +91,7 @@ class M2AENetConfig:
     mask_depth: int = 2
     mask_context_depth: int = 0
     analyzer_stem: bool = False
+    analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16
     analyzer_levels: int = 3
     motion_scale: float = 8.0

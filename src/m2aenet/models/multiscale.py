@@ -85,6 +85,7 @@ class M2AENetMSConfig:
     mask_depth: int = 2
     mask_context_depth: int = 3
     analyzer_stem: bool = False
+    analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16
     analyzer_levels: int = 2
     motion_scale: float = 8.0

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from m2aenet.errors import InputError
-from m2aenet.recipe.spec import Recipe
+from m2aenet.recipe.spec import PredictorStage, Recipe
 
 JPEG_QUALITY = 95
 RUN_SCRIPT = """\
@@ -99,6 +99,21 @@ def _pack_photos(recipe: Recipe, folder: Path) -> dict[str, list[str]]:
     return new_args
 
 
+def predictor_stage_entry(stage: PredictorStage) -> dict[str, Any]:
+    """The recipe YAML mapping of a predictor stage (its folders are data sets of the recipe,
+    made there as here)."""
+    entry: dict[str, Any] = {"name": stage.name, "kind": "predictor", "pools": list(stage.pools)}
+    if stage.val:
+        entry["val"] = list(stage.val)
+    if stage.steps is not None:
+        entry["steps"] = stage.steps
+    else:
+        entry["minutes"] = stage.minutes
+    if stage.overrides:
+        entry["overrides"] = list(stage.overrides)
+    return entry
+
+
 def write_bundle(recipe: Recipe, folder: str | Path, package: str | Path | None = None) -> Path:
     """Write the bundle of `recipe` into `folder` (new or empty); returns the folder.
 
@@ -113,6 +128,9 @@ def write_bundle(recipe: Recipe, folder: str | Path, package: str | Path | None 
     for spec_folder, args in _pack_photos(recipe, folder).items():
         document["data"][spec_folder] = shlex.join(args)
     for stage in recipe.stages:
+        if isinstance(stage, PredictorStage):
+            document["stages"].append(predictor_stage_entry(stage))
+            continue
         config = Path(stage.config)
         if not config.is_file():
             raise InputError(f"{recipe.path}: stage {stage.name}: {config} not found")

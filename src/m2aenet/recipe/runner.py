@@ -1,58 +1,65 @@
 """Run a recipe: make missing data, train each stage to its end (resuming), then ship.
 
-Every step is idempotent: a finished stage (its final EMA at the config's last step) is
-skipped, an unfinished one resumes from its newest checkpoint, and the shipped weights are
-written once after the last stage. `minutes` bounds one call, so a session can run the same
-command again and again until the recipe is done.
+Every step is idempotent: a finished stage (its final EMA at the config's last step; for a
+predictor stage, final weights newer than the previous stage's and made with its current
+settings, `recipe.predictor_stage`) is skipped, an unfinished one resumes from its newest
+checkpoint or resume state, and the shipped weights are written once after the last stage.
+`minutes` bounds one call, so a session can run the same command again and again until the
+recipe is done.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from m2aenet.recipe.datasets import check_data_roots, config_data_roots, data_state, make_data
-from m2aenet.recipe.spec import Recipe, Stage
+from m2aenet.recipe.predictor_stage import predictor_stage_status, run_predictor_stage
+from m2aenet.recipe.progress import FINAL, StageStatus
+from m2aenet.recipe.spec import PredictorStage, Recipe, Stage
 
-FINAL = "final_ema.safetensors"
 SHIP_FOLDER = "ship"
 
 
-@dataclass(frozen=True)
-class StageStatus:
-    """Where one stage stands: `step` of `steps`, finished or not."""
-
-    name: str
-    folder: Path
-    step: int
-    steps: int
-
-    @property
-    def finished(self) -> bool:
-        return self.step >= self.steps
+# What a predictor stage changes in the model's config (`swap_predictor`): a training stage
+# that starts from its weights builds its model with the same values, or they would not load.
+SWAPPED_MODEL_KEYS = ("analyzer_stem", "analyzer_stem_context_depth", "mask_context_depth")
 
 
 def stage_overrides(recipe: Recipe, index: int, out: Path) -> list[str]:
-    """The stage's KEY=VALUE overrides, with `init: previous` turned into init weights."""
-    stage = recipe.stages[index]
+    """The training stage's KEY=VALUE overrides, with `init: previous` turned into init
+    weights (and, after a predictor stage, the swapped weights' SWAPPED_MODEL_KEYS)."""
+    import json
+
+    from m2aenet.checkpoint import read_record
+
+    stage: Stage = recipe.stages[index]
     overrides = list(stage.overrides)
     if stage.init_from_previous:
         previous = out / recipe.stages[index - 1].name / FINAL
+        if isinstance(recipe.stages[index - 1], PredictorStage) and previous.is_file():
+            config = read_record(previous).get("model_config", {})
+            overrides += [
+                f"model.overrides.{key}={json.dumps(config[key])}"
+                for key in SWAPPED_MODEL_KEYS
+                if key in config
+            ]
         overrides.append(f"model.init_weights={previous.as_posix()}")
     return overrides
 
 
 def stage_status(recipe: Recipe, index: int, out: Path) -> StageStatus:
     """The stage's progress from its folder: the final weights' step, else the newest
-    checkpoint's, else 0."""
+    checkpoint's, else 0 (a predictor stage: `predictor_stage_status`)."""
     from m2aenet.checkpoint import read_record
     from m2aenet.errors import CheckpointError
     from m2aenet.train import state
     from m2aenet.train.config import load_config
 
     stage = recipe.stages[index]
+    if isinstance(stage, PredictorStage):
+        return predictor_stage_status(recipe, index, out)
     folder = out / stage.name
     config = load_config(stage.config, stage_overrides(recipe, index, out))
     step = 0
@@ -66,7 +73,7 @@ def stage_status(recipe: Recipe, index: int, out: Path) -> StageStatus:
             found = None
         steps = state.list_steps(folder) if folder.is_dir() else []
         step = max(step, found[0] if found else 0, max(steps, default=0))
-    return StageStatus(stage.name, folder, step, config.steps)
+    return StageStatus(stage.name, folder, step, config.steps, step >= config.steps)
 
 
 def describe(recipe: Recipe, out: Path) -> str:
@@ -78,10 +85,13 @@ def describe(recipe: Recipe, out: Path) -> str:
         except Exception as error:  # shown, not raised: the plan is for reading
             where = f"blocked: {error}"
         lines.append(f"  data  {spec.folder}: {where}")
-    for index in range(len(recipe.stages)):
+    for index, stage in enumerate(recipe.stages):
         status = stage_status(recipe, index, out)
-        state_text = "finished" if status.finished else f"step {status.step} of {status.steps}"
-        lines.append(f"  stage {status.name} ({recipe.stages[index].config}): {state_text}")
+        if isinstance(stage, PredictorStage):
+            what = f"predictor of {recipe.stages[index - 1].name}, trained apart"
+        else:
+            what = stage.config
+        lines.append(f"  stage {status.name} ({what}): {status.text()}")
     shipped = out / SHIP_FOLDER / f"{recipe.ship.name}.safetensors"
     lines.append(f"  ship  {shipped}: {'written' if shipped.is_file() else 'not yet'}")
     return "\n".join(lines)
@@ -163,7 +173,10 @@ def run_recipe(
                 return result
             left = 1e-6  # every call makes progress: at least one step of the pending stage
         trained = True
-        status = _train_stage(recipe, index, out, left, command or ["m2aenet", "recipe"])
+        if isinstance(recipe.stages[index], PredictorStage):
+            status = run_predictor_stage(recipe, index, out, left)
+        else:
+            status = _train_stage(recipe, index, out, left, command or ["m2aenet", "recipe"])
         if not status.finished:
             result["stopped_at"] = status.name
             return result

@@ -8,10 +8,29 @@
         config: configs/campaign.yaml   # a training config (`m2aenet train`)
         overrides: [steps=60000]        # KEY=VALUE, as on the train command line
         init: previous                  # optional: start from the previous stage's EMA weights
+      - name: predictor                 # train the previous stage's mask predictor apart
+        kind: predictor                 # (default kind: train)
+        pools: [data/pool-train, data/pool-realism]   # synth folders to crop from
+        val: data/val-local             # optional: folder(s) scored (IoU, marked / true)
+        steps: 20000                    # or `minutes: 25`: one of the two
+        overrides: [crop=256, lr=1.0e-3, context_depth=5]   # optional, see below
     ship:
       name: default                     # OUT/ship/NAME.safetensors (+ .json)
       calibrate_on: data/val-local      # the mask threshold is picked on this (never test)
       thresholds: [0.2, 0.3, 0.4, 0.5, 0.6]
+
+A predictor stage (it needs a previous stage) starts from the previous stage's final EMA
+weights' predictor, trains it on its own loss (`m2aenet.train.predictor`), and writes
+OUT/NAME/final_ema.safetensors: those weights with the new predictor swapped in
+(`train.predictor_weights.swap_mask_predictor`; the motion analyzer gets its own copy of the
+old predictor's features, `analyzer_stem: true`, so its input does not move). A following
+`init: previous` stage and the ship step read it as any stage's result; such a stage's model is
+given the swapped weights' `analyzer_stem`, `analyzer_stem_context_depth` and
+`mask_context_depth` (`runner.stage_overrides`), so its config need not spell them out.
+Its overrides (KEY=VALUE) are these `PredictorTraining` settings: crop, batch, lr,
+context_depth (default: the model's; deeper starts as the shallower branch), centred_fraction,
+hard_negatives, threshold (for the val scores; default: the model's), seed, threads,
+report_every. `--minutes` stops it like a training stage; it continues from its resume state.
 
 Paths are relative to the working directory, as in training configs (run from the repository
 root). Every data spec is parsed by the synth command's own parser when the recipe is loaded, so
@@ -20,6 +39,7 @@ a typo fails before any work.
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +49,8 @@ import yaml
 
 from m2aenet.errors import ConfigError
 
-_STAGE_KEYS = {"name", "config", "overrides", "init"}
+_STAGE_KEYS = {"name", "kind", "config", "overrides", "init"}
+_PREDICTOR_STAGE_KEYS = {"name", "kind", "pools", "val", "steps", "minutes", "overrides"}
 _SHIP_KEYS = {"name", "calibrate_on", "thresholds"}
 
 
@@ -57,6 +78,20 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class PredictorStage:
+    """The previous stage's mask predictor trained apart and swapped into its EMA weights, in
+    OUT/NAME; `steps` or `minutes` is the training budget, `overrides` are KEY=VALUE settings
+    of `train.predictor.PredictorTraining` (its TUNABLE keys)."""
+
+    name: str
+    pools: tuple[str, ...]
+    val: tuple[str, ...] = ()
+    steps: int | None = None
+    minutes: float | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ShipSpec:
     """How the last stage's EMA weights become the recipe's result."""
 
@@ -70,7 +105,7 @@ class Recipe:
     path: Path
     out: str
     data: tuple[DataSpec, ...] = ()
-    stages: tuple[Stage, ...] = ()
+    stages: tuple[Stage | PredictorStage, ...] = ()
     ship: ShipSpec = field(default_factory=ShipSpec)
 
 
@@ -108,26 +143,96 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _stage(index: int, value: Any) -> Stage:
-    where = f"stages[{index}]"
-    entry = _mapping(value, where)
-    unknown = set(entry) - _STAGE_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("name", "config"):
-        if not isinstance(entry.get(key), str) or not entry[key]:
-            raise ConfigError(f"{where}.{key} must be a non-empty string")
-    if "/" in entry["name"] or entry["name"] in (".", "..", "ship"):
-        raise ConfigError(f"{where}.name {entry['name']!r} must be a plain folder name")
+def _name(where: str, entry: dict[str, Any]) -> str:
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name must be a non-empty string")
+    if "/" in name or name in (".", "..", "ship"):
+        raise ConfigError(f"{where}.name {name!r} must be a plain folder name")
+    return name
+
+
+def _overrides(where: str, entry: dict[str, Any]) -> tuple[str, ...]:
     overrides = entry.get("overrides") or []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{where}.overrides must be a list of KEY=VALUE strings")
+    return tuple(overrides)
+
+
+def _folders(where: str, value: Any) -> tuple[str, ...]:
+    """A folder or a list of folders."""
+    folders = [value] if isinstance(value, str) else value
+    if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+        raise ConfigError(f"{where} must be a folder or a list of folders, got {value!r}")
+    return tuple(folders)
+
+
+def _stage(index: int, value: Any) -> Stage | PredictorStage:
+    where = f"stages[{index}]"
+    entry = _mapping(value, where)
+    kind = entry.get("kind", "train")
+    if kind == "predictor":
+        return _predictor_stage(index, entry)
+    if kind != "train":
+        raise ConfigError(f"{where}.kind must be 'train' or 'predictor', got {kind!r}")
+    unknown = set(entry) - _STAGE_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    name = _name(where, entry)
+    if not isinstance(entry.get("config"), str) or not entry["config"]:
+        raise ConfigError(f"{where}.config must be a non-empty string")
     init = entry.get("init")
     if init not in (None, "previous"):
         raise ConfigError(f"{where}.init must be 'previous' or left out, got {init!r}")
     if init == "previous" and index == 0:
         raise ConfigError(f"{where}.init: the first stage has no previous stage")
-    return Stage(entry["name"], entry["config"], tuple(overrides), init == "previous")
+    return Stage(name, entry["config"], _overrides(where, entry), init == "previous")
+
+
+def _predictor_stage(index: int, entry: dict[str, Any]) -> PredictorStage:
+    """Check a `kind: predictor` stage; its settings are checked as training will check them."""
+    from m2aenet.train.predictor import tunable_settings
+
+    where = f"stages[{index}]"
+    unknown = set(entry) - _PREDICTOR_STAGE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} for a predictor stage "
+            f"(known: {', '.join(sorted(_PREDICTOR_STAGE_KEYS))})"
+        )
+    name = _name(where, entry)
+    if index == 0:
+        raise ConfigError(
+            f"{where}.kind: a predictor stage trains the previous stage's predictor; the "
+            "first stage has none"
+        )
+    if "pools" not in entry:
+        raise ConfigError(
+            f"{where}.pools: a predictor stage needs the synth folder(s) to crop from"
+        )
+    pools = _folders(f"{where}.pools", entry["pools"])
+    if not pools:
+        raise ConfigError(f"{where}.pools must name at least one folder")
+    val = _folders(f"{where}.val", entry.get("val") or [])
+    steps, minutes = entry.get("steps"), entry.get("minutes")
+    if (steps is None) == (minutes is None):
+        raise ConfigError(f"{where}: give steps or minutes (one of the two)")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"{where}.steps must be an integer >= 1, got {steps!r}")
+    if minutes is not None and (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int | float)
+        or not 0 < minutes < math.inf
+    ):
+        raise ConfigError(f"{where}.minutes must be a number > 0, got {minutes!r}")
+    overrides = _overrides(where, entry)
+    try:
+        tunable_settings(overrides)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.overrides: {error}") from None
+    return PredictorStage(
+        name, pools, val, steps, None if minutes is None else float(minutes), overrides
+    )
 
 
 def _ship(value: Any) -> ShipSpec:
