@@ -35,13 +35,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_config(args.config)
-    dataset = build_dataset(config.data.train, "train")
+    dataset = build_dataset(config.data.train, "train")  # for its size; rebuilt per count
     rows = []
     print(f"{args.config}: batch {config.data.batch_size}, {len(dataset)} crops")
     print("workers  cold samples/s  cached samples/s")
     warm_crops = min(len(dataset), args.frames * config.data.train.crops_per_frame)
     for workers in args.workers:
         config.data.num_workers = workers
+        # A fresh dataset, so no frame cache filled by an earlier count reaches the workers.
+        dataset = build_dataset(config.data.train, "train")
         rates = []
         for subset, warm_epochs in (
             (dataset, 0),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from m2aenet.errors import InputError
-from m2aenet.recipe.spec import DataSpec, load_recipe
+from m2aenet.recipe.spec import DataSpec, load_recipe, synth_parser
 
 PACKAGED_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "recipe.yaml"
 
@@ -22,13 +22,7 @@ DataState = Literal["made", "missing"]
 
 def synth_namespace(spec: DataSpec):
     """The synth command's parsed arguments for one data set."""
-    import argparse
-
-    from m2aenet.commands import synth
-
-    subparsers = argparse.ArgumentParser(add_help=False).add_subparsers()
-    synth.add_parser(subparsers)
-    return subparsers.choices["synth"].parse_args(["--out", spec.folder, *spec.synth_args])
+    return synth_parser().parse_args(["--out", spec.folder, *spec.synth_args])
 
 
 def data_state(spec: DataSpec) -> DataState:

@@ -109,19 +109,24 @@ class Recipe:
     ship: ShipSpec = field(default_factory=ShipSpec)
 
 
-def parse_synth_args(folder: str, text: str) -> tuple[str, ...]:
-    """Split and check one data spec with the synth command's parser; ConfigError if bad."""
+def synth_parser():
+    """The `m2aenet synth` sub-command's own argument parser."""
     import argparse
 
     from m2aenet.commands import synth
 
+    subparsers = argparse.ArgumentParser(add_help=False).add_subparsers()
+    synth.add_parser(subparsers)
+    return subparsers.choices["synth"]
+
+
+def parse_synth_args(folder: str, text: str) -> tuple[str, ...]:
+    """Split and check one data spec with the synth command's parser; ConfigError if bad."""
     args = tuple(shlex.split(str(text)))
     for forbidden in ("--out", "--overwrite", "--preview"):
         if forbidden in args:
             raise ConfigError(f"data.{folder}: {forbidden} is not allowed (the key is the folder)")
-    subparsers = argparse.ArgumentParser(add_help=False).add_subparsers()
-    synth.add_parser(subparsers)
-    parser = subparsers.choices["synth"]
+    parser = synth_parser()
 
     def refuse(message: str) -> None:  # argparse would print usage and exit
         raise ConfigError(f"data.{folder}: bad synth arguments {text!r} ({message})")
