@@ -85,21 +85,6 @@ def write_sample(
             np.save(tmp, np.ascontiguousarray(sample.motion, dtype=np.float16))
 
 
-def _generator(engine: dict) -> SampleGenerator:
-    return SampleGenerator(
-        engine["photos"],
-        engine["size"],
-        engine["mode"],
-        engine["seed"],
-        engine["split"],
-        engine["global_fraction"],
-        engine["noise"],
-        engine["jpeg"],
-        blur_length=engine["blur_length"],
-        realism=engine["realism"],
-    )
-
-
 def _generate(generator: SampleGenerator, out_dir: Path, indices, write_motion: bool, bar=None):
     """Generate and write `indices` in this process; yields (index, params) in order."""
     import torch
@@ -131,7 +116,7 @@ def _generate_chunk(
     engine: dict, out_dir: Path, start: int, stop: int, write_motion: bool
 ) -> list[tuple[int, dict]]:
     """A worker process's share: images start..stop-1."""
-    return list(_generate(_generator(engine), out_dir, range(start, stop), write_motion))
+    return list(_generate(SampleGenerator(**engine), out_dir, range(start, stop), write_motion))
 
 
 def _generate_in_processes(
@@ -215,7 +200,7 @@ def generate_dataset(
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     photos = photo_pool(split, sources)
-    engine = dict(
+    engine = dict(  # SampleGenerator's arguments, also sent to worker processes
         photos=photos,
         size=size,
         mode=mode,
@@ -227,7 +212,7 @@ def generate_dataset(
         blur_length=blur_length,
         realism=realism,
     )
-    generator = _generator(engine)  # also checks the arguments before anything is written
+    generator = SampleGenerator(**engine)  # also checks the arguments before anything is written
     out_dir = Path(out_dir)
     names = [sample_name(i) for i in range(count)]
     _prepare_output(out_dir, set(names), overwrite)

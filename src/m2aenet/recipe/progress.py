@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-#: Every stage's result, in OUT/NAME: what `init: previous` and the ship step read.
-FINAL = "final_ema.safetensors"
+# Every stage's result, in OUT/NAME (the file a training run ends with): what `init: previous`
+# and the ship step read.
+from m2aenet.train.trainer import FINAL  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
