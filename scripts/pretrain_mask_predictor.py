@@ -36,6 +36,13 @@ def main() -> None:
     parser.add_argument("--centred-fraction", type=float, default=0.25)
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false")
     parser.add_argument("--val", type=Path, action="append", default=[])
+    parser.add_argument(
+        "--sharp-photos",
+        action="append",
+        default=[],
+        help="folder of whole sharp photos labelled sharp, or train-split (repeatable)",
+    )
+    parser.add_argument("--sharp-fraction", type=float, default=0.25, help="their batch share")
     parser.add_argument("--threshold", type=float, default=0.5, help="for the val scores")
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--minutes", type=float, help="stop after this wall time instead")
@@ -54,6 +61,8 @@ def main() -> None:
             init=args.init,
             pools=tuple(str(pool) for pool in args.pool),
             val=tuple(str(folder) for folder in args.val),
+            sharp_photos=tuple(args.sharp_photos),
+            sharp_fraction=args.sharp_fraction,
             steps=None if args.minutes else args.steps,
             minutes=args.minutes or None,
             context_depth=args.context_depth,

@@ -96,24 +96,38 @@ def test_a_bundle_goes_only_into_a_new_or_empty_folder(
 
 
 def test_a_predictor_stage_is_bundled_as_it_was_written(tmp_path: Path) -> None:
-    from m2aenet.recipe.bundle import predictor_stage_entry
+    import dataclasses
 
+    from PIL import Image
+
+    from m2aenet.recipe.bundle import SHARP_SIDE, _pack_sharp_photos, predictor_stage_entry
+
+    photos = tmp_path / "sharp"
+    photos.mkdir()
+    for name, size in (("a.png", (1600, 900)), ("b.png", (300, 200))):
+        Image.new("RGB", size, (90, 120, 30)).save(photos / name)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         "stages:\n"
         "  - {name: body, config: tiny.yaml}\n"
         "  - {name: mask, kind: predictor, pools: [data/a, data/b], val: data/v, minutes: 2,\n"
-        "     overrides: [crop=32]}\n"
+        f"     sharp_photos: [{photos.as_posix()}], overrides: [crop=32]}}\n"
     )
     stage = load_recipe(recipe).stages[1]
-    entry = predictor_stage_entry(stage)
+    packed = _pack_sharp_photos(stage, tmp_path / "bundle")
+    assert packed == ["photos/sharp-mask"]
+    written = sorted((tmp_path / "bundle" / packed[0]).iterdir())
+    assert [p.name for p in written] == ["0000-a.jpg", "0001-b.jpg"]
+    assert [min(Image.open(p).size) for p in written] == [SHARP_SIDE, 200]  # never upscaled
+    entry = predictor_stage_entry(stage, packed)
     assert entry == {
         "name": "mask",
         "kind": "predictor",
         "pools": ["data/a", "data/b"],
         "val": ["data/v"],
+        "sharp_photos": ["photos/sharp-mask"],
         "minutes": 2.0,
         "overrides": ["crop=32"],
     }
     recipe.write_text(yaml.safe_dump({"stages": [{"name": "body", "config": "t"}, entry]}))
-    assert load_recipe(recipe).stages[1] == stage
+    assert load_recipe(recipe).stages[1] == dataclasses.replace(stage, sharp_photos=tuple(packed))

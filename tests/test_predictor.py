@@ -57,6 +57,10 @@ def test_predictor_training_on_a_pool_scores_on_full_frames(pool: Path) -> None:
     everything = score(result.net, frames, 0.5, 2)
     assert everything["iou"] == pytest.approx(24 * 22 / 64**2)
     assert everything["marked_over_true"] == pytest.approx(64**2 / (24 * 22))
+    assert everything["sharp_marked"] == 1.0  # the sharp images are marked all over too
+    with torch.no_grad():
+        result.net.head.bias.fill_(-50.0)
+    assert score(result.net, frames, 0.5, 2)["sharp_marked"] == 0.0
 
 
 def test_a_warm_started_predictor_begins_as_the_models_and_training_moves_it(
@@ -127,3 +131,57 @@ def test_tunable_settings_are_typed() -> None:
     }
     with pytest.raises(ConfigError, match="steps or minutes must be given"):
         PredictorTraining(steps=None)
+
+
+def _write_photos(folder: Path) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for index, size in enumerate(((96, 80), (200, 120))):
+        pixels = (torch.rand(size[1], size[0], 3, generator=rng) * 255).to(torch.uint8)
+        Image.fromarray(pixels.numpy()).save(folder / f"photo{index}.png")
+    return folder
+
+
+def test_sharp_photos_enter_batches_as_their_share_with_empty_masks(
+    tmp_path: Path, pool: Path
+) -> None:
+    from m2aenet.train.predictor_batches import Batches
+
+    photos = str(_write_photos(tmp_path / "photos"))
+    every = Batches(_settings(pool, batch=16, sharp_photos=(photos,), sharp_fraction=1.0))
+    blur, mask = every.next()
+    assert blur.shape == (16, 3, 32, 32) and not mask.any()
+    assert blur.std() > 0.05  # photo content, not a blank
+    # Pool crops are centred on blur half of the time: with no sharp share, some are marked.
+    none = Batches(_settings(pool, batch=16, sharp_photos=(photos,), sharp_fraction=0.0))
+    assert none.next()[1].any()
+    # The sharp draws do not move the pool crops: items that are pool crops in both batches
+    # (sharp share 0.5 vs. no sharp photos at all) are the same crops.
+    half = Batches(_settings(pool, batch=16, sharp_photos=(photos,), sharp_fraction=0.5))
+    plain = Batches(_settings(pool, batch=16, sharp_fraction=0.5))
+    (half_blur, half_mask), (plain_blur, plain_mask) = half.next(), plain.next()
+    same = [torch.equal(a, b) for a, b in zip(half_blur, plain_blur, strict=True)]
+    assert 0 < sum(same) < 16
+    for index in range(16):
+        if not same[index]:
+            assert not half_mask[index].any()
+
+
+def test_sharp_photo_crops_are_reproducible_and_name_a_missing_source(tmp_path: Path) -> None:
+    import numpy as np
+
+    from m2aenet.data.sharp_crops import SharpPhotoCrops
+    from m2aenet.errors import InputError
+
+    crops = SharpPhotoCrops([_write_photos(tmp_path / "photos")], 48)
+    assert len(crops) == 2
+    np.random.seed(3)
+    first = crops[1]
+    np.random.seed(3)
+    again = crops[1]
+    assert torch.equal(first["blur"], again["blur"]) and torch.equal(first["sharp"], first["blur"])
+    assert first["mask"].shape == (1, 48, 48) and not first["mask"].any()
+    with pytest.raises(InputError, match="nowhere"):
+        SharpPhotoCrops([tmp_path / "nowhere"], 48)

@@ -77,10 +77,13 @@ stages:
     kind: predictor
     pools: [data/pool]
     val: data/val
+    sharp_photos: [train-split]
     steps: 3
-    overrides: [crop=32, batch=2, report_every=2, context_depth=2]
+    overrides: [crop=32, batch=2, report_every=2, context_depth=2, sharp_fraction=0.5]
   - {name: tune, config: tiny.yaml, overrides: [steps=1], init: previous}
-ship: {name: mine, calibrate_on: data/val, thresholds: [0.5]}
+ship:
+  {name: mine, calibrate_on: data/val, thresholds: [0.5], whole_frame_on: [data/val, data/pool],
+   whole_frame_fractions: [1.0, 0.01]}
 """
 
 
@@ -159,6 +162,14 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
     scores = json.loads(Path("runs/p/mask/val_scores.json").read_text())
     assert scores["steps"] == 3 and set(scores["after"]) == set(scores["before"]) == {"data/val"}
     assert scores["settings"]["context_depth"] == 2
+    assert scores["settings"]["sharp_photos"] == ["train-split"]
+    # The whole-frame share was scored on both folders and its choice shipped.
+    table = Path("runs/p/ship/whole_frame.txt").read_text().strip().splitlines()
+    assert table[0].split() == ["whole_frame_fraction", "data/val", "data/pool", "sum"]
+    assert [float(row.split()[0]) for row in table[1:3]] == [0.01, 1.0]
+    chosen = float(table[-1].split()[-1])
+    assert chosen in (0.01, 1.0)
+    assert load_model(done["shipped"]).whole_frame_fraction == chosen
     # The stage's result is the body's weights with the new predictor (and the analyzer's own
     # copy of the old one's features); every other tensor is the body's.
     body = load_state_dict(Path("runs/p/body/final_ema.safetensors"))

@@ -22,6 +22,7 @@ from m2aenet.errors import InputError
 from m2aenet.recipe.spec import PredictorStage, Recipe
 
 JPEG_QUALITY = 95
+SHARP_SIDE = 720  # px, short side of bundled sharp photos (the predictor crops 256 px)
 RUN_SCRIPT = """\
 #!/bin/sh
 # Train this recipe here, in one command:   sh run.sh [MINUTES]   (default 10)
@@ -99,12 +100,27 @@ def _pack_photos(recipe: Recipe, folder: Path) -> dict[str, list[str]]:
     return new_args
 
 
-def predictor_stage_entry(stage: PredictorStage) -> dict[str, Any]:
+def _pack_sharp_photos(stage: PredictorStage, folder: Path) -> list[str]:
+    """Copy a predictor stage's sharp photos into folder/photos/sharp-NAME (short side
+    SHARP_SIDE); returns the stage's new `sharp_photos` ([] when it has none)."""
+    from m2aenet.data.sharp_crops import sharp_photo_paths
+
+    if not stage.sharp_photos:
+        return []
+    target = Path("photos") / f"sharp-{stage.name}"
+    for index, photo in enumerate(sharp_photo_paths(stage.sharp_photos)):
+        _write_photo(photo, folder / target / f"{index:04d}-{photo.stem}.jpg", SHARP_SIDE)
+    return [target.as_posix()]
+
+
+def predictor_stage_entry(stage: PredictorStage, sharp_photos: list[str]) -> dict[str, Any]:
     """The recipe YAML mapping of a predictor stage (its folders are data sets of the recipe,
-    made there as here)."""
+    made there as here; `sharp_photos` those packed by `_pack_sharp_photos`)."""
     entry: dict[str, Any] = {"name": stage.name, "kind": "predictor", "pools": list(stage.pools)}
     if stage.val:
         entry["val"] = list(stage.val)
+    if sharp_photos:
+        entry["sharp_photos"] = sharp_photos
     if stage.steps is not None:
         entry["steps"] = stage.steps
     else:
@@ -129,7 +145,8 @@ def write_bundle(recipe: Recipe, folder: str | Path, package: str | Path | None 
         document["data"][spec_folder] = shlex.join(args)
     for stage in recipe.stages:
         if isinstance(stage, PredictorStage):
-            document["stages"].append(predictor_stage_entry(stage))
+            sharp_photos = _pack_sharp_photos(stage, folder)
+            document["stages"].append(predictor_stage_entry(stage, sharp_photos))
             continue
         config = Path(stage.config)
         if not config.is_file():
@@ -147,6 +164,9 @@ def write_bundle(recipe: Recipe, folder: str | Path, package: str | Path | None 
     document["ship"] = {"name": ship.name, "thresholds": list(ship.thresholds)}
     if ship.calibrate_on is not None:
         document["ship"]["calibrate_on"] = ship.calibrate_on
+    if ship.whole_frame_on:
+        document["ship"]["whole_frame_on"] = list(ship.whole_frame_on)
+        document["ship"]["whole_frame_fractions"] = list(ship.whole_frame_fractions)
     header = f"# Bundled from {recipe.path}: paths are relative to this folder (see run.sh).\n"
     (folder / "recipe.yaml").write_text(header + yaml.safe_dump(document, sort_keys=False))
     source = Path(package) if package else Path(__file__).resolve().parents[1]

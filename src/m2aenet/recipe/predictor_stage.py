@@ -31,6 +31,26 @@ PREDICTOR = "predictor.safetensors"
 SCORES = "val_scores.json"
 
 
+def sharp_folders(stage: PredictorStage) -> list[str]:
+    """The stage's sharp-photo folders (not the engine's train split)."""
+    from m2aenet.data.sharp_crops import TRAIN_SPLIT
+
+    return [folder for folder in stage.sharp_photos if folder != TRAIN_SPLIT]
+
+
+def check_sharp_folders(stage: PredictorStage) -> None:
+    """InputError naming a missing sharp-photo folder and how the recipe's one is gathered."""
+    from m2aenet.errors import InputError
+
+    for folder in sharp_folders(stage):
+        if not Path(folder).exists():
+            raise InputError(
+                f"{folder}: sharp-photo folder not found; the recipe's is gathered with: "
+                f"apt-get install gnome-backgrounds plasma-workspace-wallpapers && "
+                f"python scripts/collect_extra_photos.py --out {folder}"
+            )
+
+
 def previous_final(recipe: Recipe, index: int, out: Path) -> Path:
     """The weights a predictor stage starts from: the previous stage's final EMA."""
     return out / recipe.stages[index - 1].name / FINAL
@@ -47,6 +67,7 @@ def predictor_settings(recipe: Recipe, index: int, out: Path) -> PredictorTraini
         init=start.as_posix(),
         pools=stage.pools,
         val=stage.val,
+        sharp_photos=stage.sharp_photos,
         steps=stage.steps,
         minutes=stage.minutes,
         **tunable_settings(stage.overrides),
@@ -101,6 +122,7 @@ def run_predictor_stage(
     folder = out / stage.name
     start = previous_final(recipe, index, out)
     check_data_roots([*stage.pools, *stage.val])
+    check_sharp_folders(stage)
     settings = predictor_settings(recipe, index, out)
     state = folder / STATE
     if state.is_file() and not _is_newer(state, start):

@@ -120,9 +120,12 @@ def ship(recipe: Recipe, out: Path) -> Path:
     from m2aenet.atomic import write_text_atomic
     from m2aenet.train.ship import (
         choose_threshold,
+        choose_whole_frame,
         format_threshold_table,
+        format_whole_frame_table,
         ship_run,
         threshold_table,
+        whole_frame_table,
     )
 
     run = out / recipe.stages[-1].name
@@ -140,7 +143,22 @@ def ship(recipe: Recipe, out: Path) -> Path:
             folder / "calibration.txt", f"{table}\nchosen threshold {threshold:.2f}\n"
         )
         note += f"; threshold {threshold:.2f} calibrated on {recipe.ship.calibrate_on}"
-    return ship_run(run, folder / f"{recipe.ship.name}.safetensors", threshold, note)
+    fraction = None
+    if recipe.ship.whole_frame_on:
+        check_data_roots(recipe.ship.whole_frame_on)
+        folders = ", ".join(recipe.ship.whole_frame_on)
+        print(f"recipe: calibrating the whole-frame share on {folders}", flush=True)
+        rows = whole_frame_table(
+            run / FINAL, threshold, recipe.ship.whole_frame_on, recipe.ship.whole_frame_fractions
+        )
+        fraction = choose_whole_frame(rows)
+        write_text_atomic(
+            folder / "whole_frame.txt",
+            f"{format_whole_frame_table(rows)}\nchosen whole_frame_fraction {fraction:.2f}\n",
+        )
+        note += f"; whole-frame share {fraction:.2f} calibrated on {folders}"
+    target = folder / f"{recipe.ship.name}.safetensors"
+    return ship_run(run, target, threshold, note, whole_frame_fraction=fraction)
 
 
 def run_recipe(

@@ -12,12 +12,15 @@
         kind: predictor                 # (default kind: train)
         pools: [data/pool-train, data/pool-realism]   # synth folders to crop from
         val: data/val-local             # optional: folder(s) scored (IoU, marked / true)
+        sharp_photos: [train-split, data/photos-extra]   # optional: whole sharp photos
         steps: 20000                    # or `minutes: 25`: one of the two
         overrides: [crop=256, lr=1.0e-3, context_depth=5]   # optional, see below
     ship:
       name: default                     # OUT/ship/NAME.safetensors (+ .json)
       calibrate_on: data/val-local      # the mask threshold is picked on this (never test)
       thresholds: [0.2, 0.3, 0.4, 0.5, 0.6]
+      whole_frame_on: [data/val-local, data/val-global]   # optional: pick the share of a frame
+      whole_frame_fractions: [0.3, 0.5, 1.0]   # marked that restores it whole (1.0: never)
 
 A predictor stage (it needs a previous stage) starts from the previous stage's final EMA
 weights' predictor, trains it on its own loss (`m2aenet.train.predictor`), and writes
@@ -50,8 +53,17 @@ import yaml
 from m2aenet.errors import ConfigError
 
 _STAGE_KEYS = {"name", "kind", "config", "overrides", "init"}
-_PREDICTOR_STAGE_KEYS = {"name", "kind", "pools", "val", "steps", "minutes", "overrides"}
-_SHIP_KEYS = {"name", "calibrate_on", "thresholds"}
+_PREDICTOR_STAGE_KEYS = {
+    "name",
+    "kind",
+    "pools",
+    "val",
+    "sharp_photos",
+    "steps",
+    "minutes",
+    "overrides",
+}
+_SHIP_KEYS = {"name", "calibrate_on", "thresholds", "whole_frame_on", "whole_frame_fractions"}
 
 
 @dataclass(frozen=True)
@@ -80,12 +92,14 @@ class Stage:
 @dataclass(frozen=True)
 class PredictorStage:
     """The previous stage's mask predictor trained apart and swapped into its EMA weights, in
-    OUT/NAME; `steps` or `minutes` is the training budget, `overrides` are KEY=VALUE settings
-    of `train.predictor.PredictorTraining` (its TUNABLE keys)."""
+    OUT/NAME; `sharp_photos` are folders of whole sharp photos (or "train-split") labelled
+    sharp; `steps` or `minutes` is the training budget, `overrides` are KEY=VALUE settings of
+    `train.predictor.PredictorTraining` (its TUNABLE keys)."""
 
     name: str
     pools: tuple[str, ...]
     val: tuple[str, ...] = ()
+    sharp_photos: tuple[str, ...] = ()
     steps: int | None = None
     minutes: float | None = None
     overrides: tuple[str, ...] = ()
@@ -98,6 +112,8 @@ class ShipSpec:
     name: str = "default"
     calibrate_on: str | None = None
     thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6)
+    whole_frame_on: tuple[str, ...] = ()
+    whole_frame_fractions: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,7 @@ def _predictor_stage(index: int, entry: dict[str, Any]) -> PredictorStage:
     if not pools:
         raise ConfigError(f"{where}.pools must name at least one folder")
     val = _folders(f"{where}.val", entry.get("val") or [])
+    sharp_photos = _folders(f"{where}.sharp_photos", entry.get("sharp_photos") or [])
     steps, minutes = entry.get("steps"), entry.get("minutes")
     if (steps is None) == (minutes is None):
         raise ConfigError(f"{where}: give steps or minutes (one of the two)")
@@ -236,7 +253,13 @@ def _predictor_stage(index: int, entry: dict[str, Any]) -> PredictorStage:
     except ConfigError as error:
         raise ConfigError(f"{where}.overrides: {error}") from None
     return PredictorStage(
-        name, pools, val, steps, None if minutes is None else float(minutes), overrides
+        name,
+        pools,
+        val,
+        sharp_photos,
+        steps,
+        None if minutes is None else float(minutes),
+        overrides,
     )
 
 
@@ -258,7 +281,15 @@ def _ship(value: Any) -> ShipSpec:
     calibrate_on = entry.get("calibrate_on")
     if calibrate_on is not None and not isinstance(calibrate_on, str):
         raise ConfigError("ship.calibrate_on must be a folder path")
-    return ShipSpec(name, calibrate_on, thresholds)
+    whole_frame_on = _folders("ship.whole_frame_on", entry.get("whole_frame_on") or [])
+    fractions = entry.get("whole_frame_fractions", ShipSpec.whole_frame_fractions)
+    try:
+        fractions = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise ConfigError("ship.whole_frame_fractions must be a list of numbers") from None
+    if not fractions or not all(0.0 < f <= 1.0 for f in fractions):
+        raise ConfigError("ship.whole_frame_fractions must be numbers in (0, 1]")
+    return ShipSpec(name, calibrate_on, thresholds, whole_frame_on, fractions)
 
 
 def load_recipe(path: str | Path) -> Recipe:

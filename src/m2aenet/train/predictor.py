@@ -46,6 +46,7 @@ TUNABLE = (
     "context_depth",
     "centred_fraction",
     "hard_negatives",
+    "sharp_fraction",
     "threshold",
     "seed",
     "threads",
@@ -64,6 +65,8 @@ class PredictorTraining:
     init: start from the predictor in these weights (model weights, predictor file or shipped
         name); None: from scratch;
     pools, val: synth folders to crop from and to score on (see the module docstring);
+    sharp_photos, sharp_fraction: whole sharp photos (folders, or "train-split") labelled sharp
+        everywhere (`data.sharp_crops`), drawn for this share of each batch (with pools only);
     steps, minutes: stop at `steps` optimizer steps or after `minutes` of training, whichever
         comes first; the cosine learning-rate schedule runs over `minutes` when given;
     context_depth, threshold: None takes the model's `mask_context_depth`, `mask_threshold`;
@@ -77,6 +80,8 @@ class PredictorTraining:
     init: str | None = None
     pools: tuple[str, ...] = ()
     val: tuple[str, ...] = ()
+    sharp_photos: tuple[str, ...] = ()
+    sharp_fraction: float = 0.25
     steps: int | None = 12000
     minutes: float | None = None
     context_depth: int | None = None
@@ -103,6 +108,7 @@ class PredictorTraining:
             ("batch", self.batch >= 1, ">= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("centred_fraction", 0 <= self.centred_fraction <= 1, "in [0, 1]"),
+            ("sharp_fraction", 0 <= self.sharp_fraction <= 1, "in [0, 1]"),
             ("samples", self.samples >= 1 or bool(self.pools), ">= 1 without pools"),
             ("threads", self.threads >= 1, ">= 1"),
             ("report_every", self.report_every >= 1, ">= 1"),
@@ -180,18 +186,25 @@ def probabilities(net: MaskPredictor, x: torch.Tensor) -> torch.Tensor:
 def score(
     net: MaskPredictor, frames: PairedImageDataset, threshold: float, dilation: int
 ) -> dict[str, float]:
-    """IoU over all pixels of the hard masks and marked / true pixels, over full frames."""
-    inter = union = marked = true = 0
+    """IoU over all pixels of the hard masks and marked / true pixels, over full frames, and
+    the share of pixels marked on the frames' sharp images (a good mask marks nearly none)."""
+    inter = union = marked = true = sharp_marked = pixels = 0
     with torch.no_grad():
         for item in frames:
-            prob = probabilities(net, item["blur"][None])
-            predicted = hard_mask(prob, threshold, dilation)[0, 0] > 0.5
+            prob = probabilities(net, torch.stack([item["blur"], item["sharp"]]))
+            predicted, on_sharp = hard_mask(prob, threshold, dilation)[:, 0] > 0.5
             target = item["mask"][0] > 0.5
             inter += int((predicted & target).sum())
             union += int((predicted | target).sum())
             marked += int(predicted.sum())
             true += int(target.sum())
-    return {"iou": inter / max(union, 1), "marked_over_true": marked / max(true, 1)}
+            sharp_marked += int(on_sharp.sum())
+            pixels += on_sharp.numel()
+    return {
+        "iou": inter / max(union, 1),
+        "marked_over_true": marked / max(true, 1),
+        "sharp_marked": sharp_marked / max(pixels, 1),
+    }
 
 
 def build_predictor(settings: PredictorTraining) -> MaskPredictor:
@@ -298,6 +311,7 @@ class _PredictorRun:
         }
         text = "".join(
             f", {Path(root).name} IoU {s['iou']:.3f} x{s['marked_over_true']:.2f}"
+            f" sharp {100 * s['sharp_marked']:.1f}%"
             for root, s in scores.items()
         )
         loss_text = "-" if loss is None else f"{loss:.3f}"

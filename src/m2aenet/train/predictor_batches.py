@@ -1,5 +1,5 @@
 """Training batches for a mask predictor trained apart (`train.predictor`): crops of synth
-folders with hard negatives, or synthetic crops made once."""
+folders with hard negatives (and a share of whole sharp photos), or synthetic crops made once."""
 
 from __future__ import annotations
 
@@ -37,9 +37,16 @@ class Batches:
         self.step = 0
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.seed = settings.seed
-        self.crops = self.tensors = None
+        self.crops = self.tensors = self.sharp = None
+        self.sharp_fraction = settings.sharp_fraction
         if settings.pools:
             negatives = HardNegatives() if settings.hard_negatives else None
+            if settings.sharp_photos and settings.sharp_fraction > 0:
+                from m2aenet.data.sharp_crops import SharpPhotoCrops
+
+                self.sharp = SharpPhotoCrops(
+                    settings.sharp_photos, settings.crop, hard_negatives=negatives
+                )
             self.crops = ConcatDataset(
                 [
                     BlurCentredCrops(
@@ -68,10 +75,17 @@ class Batches:
         self.step += 1
         if self.crops is not None:
             index = torch.randint(len(self.crops), (self.batch,), generator=self.generator)
+            # Which items are whole sharp photos, and which photo (drawn even without them,
+            # so the synth crops of a batch do not depend on the sharp photos).
+            sharp = torch.rand(self.batch, generator=self.generator) < self.sharp_fraction
+            photo = torch.randint(2**31 - 1, (self.batch,), generator=self.generator)
             items = []
             for position, frame in enumerate(index.tolist()):
                 np.random.seed((self.seed * 1_000_003 + self.step * 131 + position) % 2**31)
-                items.append(self.crops[frame])  # crops, hard negatives, flips and turns
+                if self.sharp is not None and sharp[position]:
+                    items.append(self.sharp[int(photo[position]) % len(self.sharp)])
+                else:  # crops, hard negatives, flips and turns
+                    items.append(self.crops[frame])
             return tuple(torch.stack([item[key] for item in items]) for key in ("blur", "mask"))
         index = torch.randint(len(self.tensors["blur"]), (self.batch,), generator=self.generator)
         blur, mask = self.tensors["blur"][index], self.tensors["mask"][index]

@@ -72,6 +72,67 @@ def choose_threshold(rows: Sequence[ThresholdRow]) -> float:
     return max(row.threshold for row in rows if row.psnr_w >= top - TIE_DB)
 
 
+@dataclass(frozen=True)
+class WholeFrameRow:
+    """One whole-frame share's mean PSNR_w gain (dB, output - input) per validation folder."""
+
+    fraction: float
+    gains: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.gains.values())
+
+
+def whole_frame_table(
+    weights: str | Path,
+    threshold: float | None,
+    val_dirs: Sequence[str | Path],
+    fractions: Sequence[float],
+) -> list[WholeFrameRow]:
+    """Deblur every folder once per `whole_frame_fraction` (1.0: the decision off) with the
+    pruned deploy model at `threshold` (None: the weights' own)."""
+    from m2aenet.api import Deblurrer
+    from m2aenet.data.datasets import open_dataset
+    from m2aenet.evaluation import deblurrer_restore, evaluate
+
+    deblurrer = Deblurrer.from_pretrained(weights, device="cpu", count_flops=False)
+    if threshold is not None:
+        deblurrer.model.mask_threshold = threshold
+    datasets = {
+        str(folder): open_dataset(folder, "generic", crop_size=None, augment=False)
+        for folder in val_dirs
+    }
+    rows = []
+    for fraction in sorted(float(f) for f in fractions):
+        deblurrer.model.whole_frame_fraction = fraction
+        gains = {}
+        for folder, dataset in datasets.items():
+            report = evaluate(deblurrer_restore(deblurrer), dataset, progress=False)
+            gains[folder] = float(report.mean["psnr_w"] - report.input_mean["psnr_w"])
+        rows.append(WholeFrameRow(fraction, gains))
+    return rows
+
+
+def choose_whole_frame(rows: Sequence[WholeFrameRow]) -> float:
+    """The highest share (fewest frames restored whole) whose summed gain over the folders is
+    within TIE_DB of the best one."""
+    if not rows:
+        raise ValueError("no whole-frame shares were scored")
+    top = max(row.total for row in rows)
+    return max(row.fraction for row in rows if row.total >= top - TIE_DB)
+
+
+def format_whole_frame_table(rows: Sequence[WholeFrameRow]) -> str:
+    """One row per share: its PSNR_w gain on each folder and their sum."""
+    folders = list(rows[0].gains) if rows else []
+    lines = ["whole_frame_fraction  " + "  ".join(folders) + "  sum"]
+    for row in rows:
+        gains = "  ".join(f"{row.gains[f]:+.3f}".rjust(len(f)) for f in folders)
+        lines.append(f"{row.fraction:20.2f}  {gains}  {row.total:+.3f}")
+    return "\n".join(lines)
+
+
 def format_threshold_table(rows: Sequence[ThresholdRow]) -> str:
     """The table `calibrate_threshold.py` prints, one row per threshold."""
     lines = ["threshold  psnr_w  input_psnr_w  mask_iou  pred_fraction  ms"]
@@ -84,11 +145,16 @@ def format_threshold_table(rows: Sequence[ThresholdRow]) -> str:
 
 
 def ship_run(
-    run: str | Path, target: str | Path, threshold: float | None = None, note: str = ""
+    run: str | Path,
+    target: str | Path,
+    threshold: float | None = None,
+    note: str = "",
+    whole_frame_fraction: float | None = None,
 ) -> Path:
-    """Write RUN/final_ema as `target` (.safetensors + .json sidecar): the threshold in the
-    config (so a lone .safetensors loads with it too) and a `training` summary (steps,
-    compute hours from log.jsonl, command, note). Returns the weights path."""
+    """Write RUN/final_ema as `target` (.safetensors + .json sidecar): the threshold and
+    whole-frame share in the config (so a lone .safetensors loads with them too) and a
+    `training` summary (steps, compute hours from log.jsonl, command, note). Returns the
+    weights path."""
     from m2aenet.checkpoint import load_model, model_record, read_record, save_model
 
     run = Path(run)
@@ -98,6 +164,9 @@ def ship_run(
     if threshold is not None:
         model.config = dataclasses.replace(model.config, mask_threshold=threshold)
         model.mask_threshold = threshold
+    if whole_frame_fraction is not None:
+        model.config = dataclasses.replace(model.config, whole_frame_fraction=whole_frame_fraction)
+        model.whole_frame_fraction = whole_frame_fraction
     extra: dict[str, Any] = {
         key: value for key, value in record.items() if key not in model_record(model)
     }
