@@ -111,7 +111,7 @@ def test_a_predictor_stage_is_bundled_as_it_was_written(tmp_path: Path) -> None:
         "stages:\n"
         "  - {name: body, config: tiny.yaml}\n"
         "  - {name: mask, kind: predictor, pools: [data/a, data/b], val: data/v, minutes: 2,\n"
-        f"     sharp_photos: [{photos.as_posix()}], overrides: [crop=32]}}\n"
+        f"     sharp_photos: [{photos.as_posix()}], overrides: [crop=32], init: w/p.safetensors}}\n"
     )
     stage = load_recipe(recipe).stages[1]
     packed = _pack_sharp_photos(stage, tmp_path / "bundle")
@@ -126,6 +126,7 @@ def test_a_predictor_stage_is_bundled_as_it_was_written(tmp_path: Path) -> None:
         "pools": ["data/a", "data/b"],
         "val": ["data/v"],
         "sharp_photos": ["photos/sharp-mask"],
+        "init": "w/p.safetensors",
         "minutes": 2.0,
         "overrides": ["crop=32"],
     }

@@ -78,6 +78,7 @@ stages:
     pools: [data/pool]
     val: data/val
     sharp_photos: [train-split]
+    init: data/start-predictor.safetensors
     steps: 3
     overrides: [crop=32, batch=2, report_every=2, context_depth=2, sharp_fraction=0.5]
   - {name: tune, config: tiny.yaml, overrides: [steps=1], init: previous}
@@ -145,9 +146,15 @@ def test_a_recipe_makes_its_data_trains_in_order_resumes_and_ships(workdir: Path
 def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stage(
     workdir: Path, made_data: Path
 ) -> None:
+    from m2aenet.models.mask_predictor import MaskPredictor
+    from m2aenet.train.predictor_weights import save_predictor
+
     shutil.copytree(made_data, "data")
     Path("recipe.yaml").write_text(PREDICTOR_RECIPE)
     recipe, out = load_recipe("recipe.yaml"), Path("runs/p")
+    torch.manual_seed(5)  # the predictor the stage starts from (`init`), not the body's
+    start = MaskPredictor(8, 1, 2)
+    save_predictor("data/start-predictor.safetensors", start)
     # Time limits: the body's only step, then a stop before the predictor stage; then one
     # predictor step and a stop (its resume state is written).
     first = run_recipe(recipe, minutes=1e-6, progress=False)
@@ -163,6 +170,7 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
     assert scores["steps"] == 3 and set(scores["after"]) == set(scores["before"]) == {"data/val"}
     assert scores["settings"]["context_depth"] == 2
     assert scores["settings"]["sharp_photos"] == ["train-split"]
+    assert scores["settings"]["init"] == "data/start-predictor.safetensors"
     # The whole-frame share was scored on both folders and its choice shipped.
     table = Path("runs/p/ship/whole_frame.txt").read_text().strip().splitlines()
     assert table[0].split() == ["whole_frame_fraction", "data/val", "data/pool", "sum"]

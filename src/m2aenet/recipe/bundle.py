@@ -121,6 +121,8 @@ def predictor_stage_entry(stage: PredictorStage, sharp_photos: list[str]) -> dic
         entry["val"] = list(stage.val)
     if sharp_photos:
         entry["sharp_photos"] = sharp_photos
+    if stage.init:
+        entry["init"] = stage.init
     if stage.steps is not None:
         entry["steps"] = stage.steps
     else:
@@ -146,7 +148,13 @@ def write_bundle(recipe: Recipe, folder: str | Path, package: str | Path | None 
     for stage in recipe.stages:
         if isinstance(stage, PredictorStage):
             sharp_photos = _pack_sharp_photos(stage, folder)
-            document["stages"].append(predictor_stage_entry(stage, sharp_photos))
+            entry = predictor_stage_entry(stage, sharp_photos)
+            if stage.init:  # the predictor it starts from travels with the bundle
+                target = Path("weights") / Path(stage.init).name
+                (folder / "weights").mkdir(exist_ok=True)
+                shutil.copyfile(stage.init, folder / target)
+                entry["init"] = target.as_posix()
+            document["stages"].append(entry)
             continue
         config = Path(stage.config)
         if not config.is_file():

@@ -58,13 +58,13 @@ def previous_final(recipe: Recipe, index: int, out: Path) -> Path:
 
 def predictor_settings(recipe: Recipe, index: int, out: Path) -> PredictorTraining:
     """The stage's training settings; the model and its predictor come from the previous
-    stage's final weights (which must exist), context depth and threshold too unless the
-    stage's overrides set them."""
+    stage's final weights (which must exist; the predictor from the stage's `init` when it
+    names one), context depth and threshold too unless the stage's overrides set them."""
     stage: PredictorStage = recipe.stages[index]
     start = previous_final(recipe, index, out)
     return PredictorTraining(
         **model_of(start),
-        init=start.as_posix(),
+        init=stage.init or start.as_posix(),
         pools=stage.pools,
         val=stage.val,
         sharp_photos=stage.sharp_photos,

@@ -13,6 +13,7 @@
         pools: [data/pool-train, data/pool-realism]   # synth folders to crop from
         val: data/val-local             # optional: folder(s) scored (IoU, marked / true)
         sharp_photos: [train-split, data/photos-extra]   # optional: whole sharp photos
+        init: predictor.safetensors     # optional: start from this predictor instead
         steps: 20000                    # or `minutes: 25`: one of the two
         overrides: [crop=256, lr=1.0e-3, context_depth=5]   # optional, see below
     ship:
@@ -59,6 +60,7 @@ _PREDICTOR_STAGE_KEYS = {
     "pools",
     "val",
     "sharp_photos",
+    "init",
     "steps",
     "minutes",
     "overrides",
@@ -94,7 +96,8 @@ class PredictorStage:
     """The previous stage's mask predictor trained apart and swapped into its EMA weights, in
     OUT/NAME; `sharp_photos` are folders of whole sharp photos (or "train-split") labelled
     sharp; `steps` or `minutes` is the training budget, `overrides` are KEY=VALUE settings of
-    `train.predictor.PredictorTraining` (its TUNABLE keys)."""
+    `train.predictor.PredictorTraining` (its TUNABLE keys); `init` a predictor file (or model
+    weights) to start from instead of the previous stage's predictor."""
 
     name: str
     pools: tuple[str, ...]
@@ -103,6 +106,7 @@ class PredictorStage:
     steps: int | None = None
     minutes: float | None = None
     overrides: tuple[str, ...] = ()
+    init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,9 @@ def _predictor_stage(index: int, entry: dict[str, Any]) -> PredictorStage:
         tunable_settings(overrides)
     except ConfigError as error:
         raise ConfigError(f"{where}.overrides: {error}") from None
+    init = entry.get("init")
+    if init is not None and (not isinstance(init, str) or not init):
+        raise ConfigError(f"{where}.init must be a weights file path, got {init!r}")
     return PredictorStage(
         name,
         pools,
@@ -260,6 +267,7 @@ def _predictor_stage(index: int, entry: dict[str, Any]) -> PredictorStage:
         steps,
         None if minutes is None else float(minutes),
         overrides,
+        init,
     )
 
 
