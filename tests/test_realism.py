@@ -164,3 +164,34 @@ def test_swinging_limbs_keep_to_the_requested_blur_lengths() -> None:
                 tip = np.array([[xs.max(), ys.max()], [xs.min(), ys.min()]]) - centre
                 assert path_length(obj.motion, tip) <= 10.0 + 1e-6
     assert limbs >= 3
+
+
+def test_ghosting_caps_the_sub_frames_and_leaves_other_images_as_they_were(
+    tmp_path: Path,
+) -> None:
+    photos = _photos(tmp_path)
+
+    def make(**settings) -> SampleGenerator:
+        return SampleGenerator(photos, (64, 80), "local", seed=4, realism=Realism(**settings))
+
+    plain, ghosted = make(), make(ghosting=1.0)
+    capped = 0
+    for index in range(4):
+        a, b = plain(index), ghosted(index)
+        counts = [o["sub_frames"] for o in b.params["objects"]]
+        assert all(3 <= c <= 8 for c in counts)
+        assert np.array_equal(b.blur[~b.mask], b.sharp[~b.mask])  # the mask stays exact
+        capped += sum(o["sub_frames"] for o in a.params["objects"]) > sum(counts)
+    assert capped > 0  # some smooth smears became copies
+    # Rate 0 draws nothing: the same images as before the option existed (this digest was
+    # computed with the code of commit 36851bf, which had no ghosting).
+    import hashlib
+
+    digest = hashlib.sha256()
+    for index in range(3):
+        sample = make(ghosting=0.0)(index)
+        digest.update(sample.blur.tobytes())
+        digest.update(sample.mask.tobytes())
+    assert digest.hexdigest() == (
+        "aefe9d8b0d34c95a026f6fa8e91df313af469eaf0604310d033e99c67cb23915"
+    )

@@ -54,6 +54,9 @@ class Realism:
     of an image may reach max_area; more objects are smaller). thin_part: rate of a thin limb
     attached to an object; joint: rate that the limb swings about its joint while the body
     moves; approach: rate of the approach/recede motion (scale change over the exposure).
+    ghosting: rate of an image rendered from only 3-8 sub-frames, as frames averaged from a
+    low-frame-rate video are (fast movers leave separate, see-through copies instead of a
+    smooth smear); 0 draws nothing, so data made before the option stays bit for bit the same.
     camera: the camera effect rates.
     """
 
@@ -67,13 +70,14 @@ class Realism:
     thin_part: float = 0.3
     joint: float = 0.6
     approach: float = 0.15
+    ghosting: float = 0.0
     camera: CameraRates = field(default_factory=CameraRates)
 
     def __post_init__(self) -> None:
         weights = (self.segment, self.polygon, self.blob)
         if min(weights) < 0.0 or sum(weights) <= 0.0:
             raise ValueError(f"shape weights must be >= 0 with a positive sum, got {weights}")
-        for name in ("same_photo", "thin_part", "joint", "approach"):
+        for name in ("same_photo", "thin_part", "joint", "approach", "ghosting"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"realism rate {name} must be in [0, 1], got {value}")

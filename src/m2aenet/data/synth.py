@@ -204,14 +204,16 @@ def render_local(
     objects: Sequence[MovingObject],
     motion_points: int = MOTION_SAMPLES,
     camera: Camera | None = None,
+    max_sub_frames: int | None = None,
 ) -> SynthSample:
     """Blur `objects` (bottom to top) moving over the static sRGB `background` (H, W, 3).
 
     Images (background, textures) are uint8 or float in [0, 1]. With a `camera`, photos become
     scene radiance before the motion and both frames are developed by it after (`camera.py`).
 
-    Sub-frames per object: enough that its fastest point moves <= 1 px between two of them.
-    The motion ground truth has `motion_points` times (`motion_times`).
+    Sub-frames per object: enough that its fastest point moves <= 1 px between two of them, or
+    at most `max_sub_frames` (ghosting: a fast object shows as separate copies, as in frames
+    averaged from a low-frame-rate video). The motion ground truth has `motion_points` times.
     """
     layers, sub_frames, described = [], [], []
     for obj in objects:
@@ -226,7 +228,8 @@ def render_local(
         # A limb swinging about a joint fills little of its box, whose far corners would
         # move much faster than any of its pixels: its speed is measured on its own extent.
         points = rim if isinstance(obj.motion, JointMotion) else box_corners(width, height)
-        sub_frames.append(sub_frame_count(max_speed(obj.motion, points)))
+        count = sub_frame_count(max_speed(obj.motion, points))
+        sub_frames.append(count if max_sub_frames is None else min(count, max_sub_frames))
         described.append(
             {
                 "position": [int(obj.left), int(obj.top)],
@@ -513,7 +516,10 @@ class SampleGenerator:
         blur_range = self.blur_length or local_blur_range(self.length_size)
         background, scene = realistic_objects(background, pick_texture, rng, settings, blur_range)
         objects = [MovingObject(o.texture, o.alpha, o.top, o.left, o.motion) for o in scene]
-        sample = render_local(background, objects, self.motion_points, camera)
+        # Drawn only when the rate is set, so data made without the option stays the same.
+        ghost = settings.ghosting > 0 and rng.random() < settings.ghosting
+        sub_frames = int(rng.integers(3, 9)) if ghost else None
+        sample = render_local(background, objects, self.motion_points, camera, sub_frames)
         sample.params["background"] = {"source": str(path), **crop}
         for described, obj in zip(sample.params["objects"], scene, strict=True):
             described.update(obj.described)
