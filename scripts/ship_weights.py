@@ -1,6 +1,7 @@
 """Copy a finished run's EMA weights into the package as shipped weights.
 
     python scripts/ship_weights.py RUN_DIR [--name default] [--threshold T] [--note TEXT]
+        [--whole-frame-fraction F] [--as REGISTERED_NAME]
 
 Writes src/m2aenet/weights/NAME.safetensors and NAME.json (`m2aenet.train.ship.ship_run`):
 the run's final_ema record, with `model_config.mask_threshold` set to the calibrated threshold
@@ -23,8 +24,19 @@ def main() -> None:
     parser.add_argument("--name", default="default")
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--note", default="")
+    parser.add_argument("--whole-frame-fraction", type=float)
+    parser.add_argument(
+        "--as", dest="registered_as", help="the registered name of the shipped architecture"
+    )
     args = parser.parse_args()
-    target = ship_run(args.run, WEIGHTS_DIR / f"{args.name}.safetensors", args.threshold, args.note)
+    target = ship_run(
+        args.run,
+        WEIGHTS_DIR / f"{args.name}.safetensors",
+        args.threshold,
+        args.note,
+        whole_frame_fraction=args.whole_frame_fraction,
+        registered_as=args.registered_as,
+    )
     shipped = load_model(args.name)  # the shipped pair must load as users will load it
     print(f"shipped {target} ({target.stat().st_size / 1e6:.1f} MB), threshold "
           f"{shipped.mask_threshold}")  # fmt: skip

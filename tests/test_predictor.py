@@ -185,3 +185,17 @@ def test_sharp_photo_crops_are_reproducible_and_name_a_missing_source(tmp_path: 
     assert first["mask"].shape == (1, 48, 48) and not first["mask"].any()
     with pytest.raises(InputError, match="nowhere"):
         SharpPhotoCrops([tmp_path / "nowhere"], 48)
+
+
+def test_a_shallow_depth_of_field_keeps_the_subject_and_softens_the_rest() -> None:
+    import numpy as np
+
+    from m2aenet.data.sharp_crops import shallow_depth_of_field
+
+    rng = np.random.default_rng(0)
+    image = (np.indices((96, 96)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, -1)
+    out = shallow_depth_of_field(image, rng)
+    same = (out == image).all(-1)
+    assert 0.1 < same.mean() < 0.6  # the subject (15-45% of the crop) as it was
+    # The background of a checkerboard is averaged to near-gray by the disc.
+    assert np.abs(out[~same].astype(int) - 127).mean() < 40

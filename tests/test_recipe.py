@@ -173,7 +173,13 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
     assert scores["settings"]["init"] == "data/start-predictor.safetensors"
     # The whole-frame share was scored on both folders and its choice shipped.
     table = Path("runs/p/ship/whole_frame.txt").read_text().strip().splitlines()
-    assert table[0].split() == ["whole_frame_fraction", "data/val", "data/pool", "sum"]
+    assert table[0].split() == [
+        "whole_frame_fraction",
+        "data/val",
+        "data/pool",
+        "sum",
+        "sharp_images_whole",
+    ]
     assert [float(row.split()[0]) for row in table[1:3]] == [0.01, 1.0]
     chosen = float(table[-1].split()[-1])
     assert chosen in (0.01, 1.0)

@@ -28,3 +28,17 @@ def test_the_highest_threshold_within_a_tie_of_the_best_is_chosen() -> None:
     assert choose_threshold([_row(0.2, 31.0), _row(0.6, 30.0)]) == 0.2
     with pytest.raises(ValueError, match="no thresholds"):
         choose_threshold([])
+
+
+def test_the_whole_frame_share_never_restores_a_sharp_val_image_whole() -> None:
+    from m2aenet.train.ship import WholeFrameRow, choose_whole_frame
+
+    rows = [
+        WholeFrameRow(0.3, {"local": 2.2, "global": -1.3}, sharp_whole=0.25),  # best sum
+        WholeFrameRow(0.5, {"local": 2.1, "global": -1.5}, sharp_whole=0.0),
+        WholeFrameRow(0.8, {"local": 2.1, "global": -1.495}, sharp_whole=0.0),  # tie, higher
+        WholeFrameRow(1.0, {"local": 2.1, "global": -1.7}, sharp_whole=0.0),
+    ]
+    assert choose_whole_frame(rows) == 0.8
+    # When every scored share turns some sharp image whole, the decision stays off.
+    assert choose_whole_frame(rows[:1]) == 1.0

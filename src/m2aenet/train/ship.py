@@ -74,10 +74,12 @@ def choose_threshold(rows: Sequence[ThresholdRow]) -> float:
 
 @dataclass(frozen=True)
 class WholeFrameRow:
-    """One whole-frame share's mean PSNR_w gain (dB, output - input) per validation folder."""
+    """One whole-frame share's mean PSNR_w gain (dB, output - input) per validation folder,
+    and the share of the folders' sharp images it would restore whole (it should be none)."""
 
     fraction: float
     gains: dict[str, float]
+    sharp_whole: float = 0.0
 
     @property
     def total(self) -> float:
@@ -103,6 +105,7 @@ def whole_frame_table(
         str(folder): open_dataset(folder, "generic", crop_size=None, augment=False)
         for folder in val_dirs
     }
+    sharp = _sharp_image_shares(deblurrer, datasets.values())
     rows = []
     for fraction in sorted(float(f) for f in fractions):
         deblurrer.model.whole_frame_fraction = fraction
@@ -110,26 +113,51 @@ def whole_frame_table(
         for folder, dataset in datasets.items():
             report = evaluate(deblurrer_restore(deblurrer), dataset, progress=False)
             gains[folder] = float(report.mean["psnr_w"] - report.input_mean["psnr_w"])
-        rows.append(WholeFrameRow(fraction, gains))
+        whole = sum(share >= fraction for share in sharp) / max(len(sharp), 1)
+        rows.append(WholeFrameRow(fraction, gains, whole if fraction < 1.0 else 0.0))
     return rows
+
+
+def _sharp_image_shares(deblurrer: Any, datasets: Any) -> list[float]:
+    """The share of each sharp (ground-truth) image the model marks, with the whole-frame
+    decision off: a frame at or above the whole-frame share would be restored whole."""
+    import torch
+
+    model, saved = deblurrer.model, deblurrer.model.whole_frame_fraction
+    model.whole_frame_fraction = 1.0
+    shares = []
+    try:
+        with torch.no_grad():
+            for dataset in datasets:
+                for item in dataset:
+                    output = model(item["sharp"][None].to(deblurrer.device))
+                    shares.append(float(output.mask.float().mean()))
+    finally:
+        model.whole_frame_fraction = saved
+    return shares
 
 
 def choose_whole_frame(rows: Sequence[WholeFrameRow]) -> float:
     """The highest share (fewest frames restored whole) whose summed gain over the folders is
-    within TIE_DB of the best one."""
+    within TIE_DB of the best, among the shares that restore none of the folders' sharp images
+    whole (a predictor that marks a third of a sharp photo must not turn it into camera shake;
+    1.0, the decision off, always qualifies)."""
     if not rows:
         raise ValueError("no whole-frame shares were scored")
-    top = max(row.total for row in rows)
-    return max(row.fraction for row in rows if row.total >= top - TIE_DB)
+    allowed = [row for row in rows if row.sharp_whole == 0.0] or [
+        WholeFrameRow(1.0, {}, 0.0)
+    ]
+    top = max(row.total for row in allowed)
+    return max(row.fraction for row in allowed if row.total >= top - TIE_DB)
 
 
 def format_whole_frame_table(rows: Sequence[WholeFrameRow]) -> str:
     """One row per share: its PSNR_w gain on each folder and their sum."""
     folders = list(rows[0].gains) if rows else []
-    lines = ["whole_frame_fraction  " + "  ".join(folders) + "  sum"]
+    lines = ["whole_frame_fraction  " + "  ".join(folders) + "  sum  sharp_images_whole"]
     for row in rows:
         gains = "  ".join(f"{row.gains[f]:+.3f}".rjust(len(f)) for f in folders)
-        lines.append(f"{row.fraction:20.2f}  {gains}  {row.total:+.3f}")
+        lines.append(f"{row.fraction:20.2f}  {gains}  {row.total:+.3f}  {row.sharp_whole:.2f}")
     return "\n".join(lines)
 
 
@@ -150,17 +178,21 @@ def ship_run(
     threshold: float | None = None,
     note: str = "",
     whole_frame_fraction: float | None = None,
+    registered_as: str | None = None,
 ) -> Path:
     """Write RUN/final_ema as `target` (.safetensors + .json sidecar): the threshold and
     whole-frame share in the config (so a lone .safetensors loads with them too) and a
-    `training` summary (steps, compute hours from log.jsonl, command, note). Returns the
-    weights path."""
+    `training` summary (steps, compute hours from log.jsonl, command, note). `registered_as`
+    names the weights' architecture by another registered name of the same model class (the
+    shipped architecture's own name). Returns the weights path."""
     from m2aenet.checkpoint import load_model, model_record, read_record, save_model
 
     run = Path(run)
     source = run / "final_ema.safetensors"
     record = read_record(source)
     model = load_model(source)
+    if registered_as is not None:
+        model = _renamed(model, registered_as)
     if threshold is not None:
         model.config = dataclasses.replace(model.config, mask_threshold=threshold)
         model.mask_threshold = threshold
@@ -178,3 +210,18 @@ def ship_run(
         "note": note,
     }
     return save_model(target, model, extra)
+
+
+def _renamed(model: Any, name: str) -> Any:
+    """`model` under the registered `name`: the same class and tensors, its config re-made as
+    `name`'s config class (ConfigError if `name` builds another kind of model)."""
+    from m2aenet.errors import ConfigError
+    from m2aenet.registry import create_model
+
+    renamed = create_model(name, **dataclasses.asdict(model.config))
+    if type(renamed) is not type(model):
+        raise ConfigError(
+            f"{name} builds a {type(renamed).__name__}, the weights are a {type(model).__name__}"
+        )
+    renamed.load_state_dict(model.state_dict())
+    return renamed
