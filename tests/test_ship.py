@@ -42,3 +42,23 @@ def test_the_whole_frame_share_never_restores_a_sharp_val_image_whole() -> None:
     assert choose_whole_frame(rows) == 0.8
     # When every scored share turns some sharp image whole, the decision stays off.
     assert choose_whole_frame(rows[:1]) == 1.0
+
+
+def test_shipped_weights_can_take_the_registered_name_of_their_architecture(
+    tmp_path: Path,
+) -> None:
+    import torch
+    from predictor_helpers import write_model
+
+    from m2aenet.checkpoint import load_model, load_state_dict
+    from m2aenet.errors import ConfigError
+    from m2aenet.train.ship import ship_run
+
+    write_model(tmp_path / "run" / "final_ema.safetensors")  # a small m2aenet-s
+    target = ship_run(tmp_path / "run", tmp_path / "out.safetensors", registered_as="m2aenet-s2")
+    shipped = load_model(target)
+    assert shipped.model_name == "m2aenet-s2"
+    source = load_state_dict(tmp_path / "run" / "final_ema.safetensors")
+    assert all(torch.equal(value, source[key]) for key, value in load_state_dict(target).items())
+    with pytest.raises(ConfigError, match="unknown key"):  # another family's config
+        ship_run(tmp_path / "run", tmp_path / "bad.safetensors", registered_as="m2aenet-ms")
