@@ -119,7 +119,7 @@ def test_a_predictor_stage_is_bundled_as_it_was_written(tmp_path: Path) -> None:
     written = sorted((tmp_path / "bundle" / packed[0]).iterdir())
     assert [p.name for p in written] == ["0000-a.jpg", "0001-b.jpg"]
     assert [min(Image.open(p).size) for p in written] == [SHARP_SIDE, 200]  # never upscaled
-    entry = predictor_stage_entry(stage, packed)
+    entry = predictor_stage_entry(stage, packed, stage.init)
     assert entry == {
         "name": "mask",
         "kind": "predictor",

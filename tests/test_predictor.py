@@ -161,7 +161,7 @@ def test_sharp_photos_enter_batches_as_their_share_with_empty_masks(
     # (sharp share 0.5 vs. no sharp photos at all) are the same crops.
     half = Batches(_settings(pool, batch=16, sharp_photos=(photos,), sharp_fraction=0.5))
     plain = Batches(_settings(pool, batch=16, sharp_fraction=0.5))
-    (half_blur, half_mask), (plain_blur, plain_mask) = half.next(), plain.next()
+    (half_blur, half_mask), (plain_blur, _) = half.next(), plain.next()
     same = [torch.equal(a, b) for a, b in zip(half_blur, plain_blur, strict=True)]
     assert 0 < sum(same) < 16
     for index in range(16):

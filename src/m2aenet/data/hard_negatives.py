@@ -79,26 +79,29 @@ def apply_hard_negatives(
     Outside the mask the two images stay equal wherever they were equal, except near the mask
     after JPEG (8x8 blocks straddle its border; the loss weights those pixels little).
     """
+    same = sharp is blur  # one image passed twice (whole sharp photos): transform it once
+
+    def both(transform) -> None:
+        nonlocal blur, sharp
+        blur = transform(blur)
+        sharp = blur if same else transform(sharp)
+
     if rng.random() < settings.defocus:
         radius = float(rng.uniform(1.5, 5.0))
         # Beyond the disc's reach from the mask, so blurred pixels never leak into the region.
         region = _region_outside(mask, rng, int(np.ceil(radius)) + 1)[..., None]
-        blur = np.where(region, defocus(blur, radius), blur)
-        sharp = np.where(region, defocus(sharp, radius), sharp)
+        both(lambda i: np.where(region, defocus(i, radius), i))
     if rng.random() < settings.dark:
         region = _region_outside(mask, rng, 2)[..., None]
         factor = float(rng.uniform(0.05, 0.3))
-        blur = np.where(region, to_uint8(blur / 255.0 * factor), blur)
-        sharp = np.where(region, to_uint8(sharp / 255.0 * factor), sharp)
+        both(lambda i: np.where(region, to_uint8(i / 255.0 * factor), i))
     if rng.random() < settings.gray:
-        blur, sharp = (
-            np.repeat(to_uint8((i @ _LUMA)[..., None] / 255.0), 3, -1) for i in (blur, sharp)
-        )
+        both(lambda i: np.repeat(to_uint8((i @ _LUMA)[..., None] / 255.0), 3, -1))
     if rng.random() < settings.noise:
         sigma = float(rng.uniform(2.0, 10.0))
         field = rng.normal(0.0, sigma, blur.shape).astype(np.float32)
-        blur, sharp = (to_uint8((i + field) / 255.0) for i in (blur, sharp))
+        both(lambda i: to_uint8((i + field) / 255.0))
     if rng.random() < settings.jpeg:
         quality = int(rng.integers(30, 91))
-        blur, sharp = jpeg_roundtrip(blur, quality), jpeg_roundtrip(sharp, quality)
+        both(lambda i: jpeg_roundtrip(i, quality))
     return blur, sharp

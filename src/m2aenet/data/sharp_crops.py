@@ -4,9 +4,9 @@ Inside synth frames the predictor only sees sharp content next to a moving objec
 engine's pixel scale and through the engine's renderer. Real sharp photos are different: whole
 frames at any scale, with their own camera's tone, noise, JPEG and defocused backgrounds, and
 the shipped predictor marked 4-64% of them. A crop here is a random window of a photo at a
-random pixel scale, through a random camera (`camera.Camera`, without the motion), half of them with a shallow depth of
-field (a sharp subject before a defocused background), with the sharp-labelled look-alikes of
-`hard_negatives`; its mask is all zero.
+random pixel scale, half of them with a shallow depth of field (a sharp subject before a
+defocused background), through a random camera (`camera.Camera`, without the motion), with the
+sharp-labelled look-alikes of `hard_negatives`; its mask is all zero.
 
 Which photos: the train split's photos (never val or test ones) and folders of extra sharp
 photos, e.g. the wallpapers `scripts/collect_extra_photos.py` gathers. The real development set

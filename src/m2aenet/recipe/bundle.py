@@ -113,16 +113,29 @@ def _pack_sharp_photos(stage: PredictorStage, folder: Path) -> list[str]:
     return [target.as_posix()]
 
 
-def predictor_stage_entry(stage: PredictorStage, sharp_photos: list[str]) -> dict[str, Any]:
+def _pack_init(stage: PredictorStage, folder: Path) -> str | None:
+    """Copy the predictor a stage starts from into folder/weights; returns its new path."""
+    if not stage.init:
+        return None
+    target = Path("weights") / Path(stage.init).name
+    (folder / "weights").mkdir(exist_ok=True)
+    shutil.copyfile(stage.init, folder / target)
+    return target.as_posix()
+
+
+def predictor_stage_entry(
+    stage: PredictorStage, sharp_photos: list[str], init: str | None
+) -> dict[str, Any]:
     """The recipe YAML mapping of a predictor stage (its folders are data sets of the recipe,
-    made there as here; `sharp_photos` those packed by `_pack_sharp_photos`)."""
+    made there as here; `sharp_photos` and `init` those packed by `_pack_sharp_photos` and
+    `_pack_init`)."""
     entry: dict[str, Any] = {"name": stage.name, "kind": "predictor", "pools": list(stage.pools)}
     if stage.val:
         entry["val"] = list(stage.val)
     if sharp_photos:
         entry["sharp_photos"] = sharp_photos
-    if stage.init:
-        entry["init"] = stage.init
+    if init:
+        entry["init"] = init
     if stage.steps is not None:
         entry["steps"] = stage.steps
     else:
@@ -147,14 +160,8 @@ def write_bundle(recipe: Recipe, folder: str | Path, package: str | Path | None 
         document["data"][spec_folder] = shlex.join(args)
     for stage in recipe.stages:
         if isinstance(stage, PredictorStage):
-            sharp_photos = _pack_sharp_photos(stage, folder)
-            entry = predictor_stage_entry(stage, sharp_photos)
-            if stage.init:  # the predictor it starts from travels with the bundle
-                target = Path("weights") / Path(stage.init).name
-                (folder / "weights").mkdir(exist_ok=True)
-                shutil.copyfile(stage.init, folder / target)
-                entry["init"] = target.as_posix()
-            document["stages"].append(entry)
+            packed = _pack_sharp_photos(stage, folder), _pack_init(stage, folder)
+            document["stages"].append(predictor_stage_entry(stage, *packed))
             continue
         config = Path(stage.config)
         if not config.is_file():

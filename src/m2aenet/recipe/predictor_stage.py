@@ -31,19 +31,13 @@ PREDICTOR = "predictor.safetensors"
 SCORES = "val_scores.json"
 
 
-def sharp_folders(stage: PredictorStage) -> list[str]:
-    """The stage's sharp-photo folders (not the engine's train split)."""
-    from m2aenet.data.sharp_crops import TRAIN_SPLIT
-
-    return [folder for folder in stage.sharp_photos if folder != TRAIN_SPLIT]
-
-
 def check_sharp_folders(stage: PredictorStage) -> None:
     """InputError naming a missing sharp-photo folder and how the recipe's one is gathered."""
+    from m2aenet.data.sharp_crops import TRAIN_SPLIT
     from m2aenet.errors import InputError
 
-    for folder in sharp_folders(stage):
-        if not Path(folder).exists():
+    for folder in stage.sharp_photos:
+        if folder != TRAIN_SPLIT and not Path(folder).exists():
             raise InputError(
                 f"{folder}: sharp-photo folder not found; the recipe's is gathered with: "
                 f"apt-get install gnome-backgrounds plasma-workspace-wallpapers && "

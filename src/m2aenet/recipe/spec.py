@@ -271,6 +271,18 @@ def _predictor_stage(index: int, entry: dict[str, Any]) -> PredictorStage:
     )
 
 
+def _numbers(key: str, value: Any, one_allowed: bool) -> tuple[float, ...]:
+    """A non-empty list of numbers in (0, 1), or (0, 1] when `one_allowed`; ConfigError naming
+    `key` otherwise."""
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a list of numbers") from None
+    if not numbers or not all(0.0 < v < 1.0 or (one_allowed and v == 1.0) for v in numbers):
+        raise ConfigError(f"{key} must be numbers in (0, 1{']' if one_allowed else ')'}")
+    return numbers
+
+
 def _ship(value: Any) -> ShipSpec:
     entry = _mapping(value, "ship")
     unknown = set(entry) - _SHIP_KEYS
@@ -279,24 +291,18 @@ def _ship(value: Any) -> ShipSpec:
     name = entry.get("name", "default")
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"ship.name must be a plain file name, got {name!r}")
-    thresholds = entry.get("thresholds", ShipSpec.thresholds)
-    try:
-        thresholds = tuple(float(t) for t in thresholds)
-    except (TypeError, ValueError):
-        raise ConfigError("ship.thresholds must be a list of numbers") from None
-    if not thresholds or not all(0.0 < t < 1.0 for t in thresholds):
-        raise ConfigError("ship.thresholds must be numbers in (0, 1)")
+    thresholds = _numbers(
+        "ship.thresholds", entry.get("thresholds", ShipSpec.thresholds), one_allowed=False
+    )
     calibrate_on = entry.get("calibrate_on")
     if calibrate_on is not None and not isinstance(calibrate_on, str):
         raise ConfigError("ship.calibrate_on must be a folder path")
     whole_frame_on = _folders("ship.whole_frame_on", entry.get("whole_frame_on") or [])
-    fractions = entry.get("whole_frame_fractions", ShipSpec.whole_frame_fractions)
-    try:
-        fractions = tuple(float(f) for f in fractions)
-    except (TypeError, ValueError):
-        raise ConfigError("ship.whole_frame_fractions must be a list of numbers") from None
-    if not fractions or not all(0.0 < f <= 1.0 for f in fractions):
-        raise ConfigError("ship.whole_frame_fractions must be numbers in (0, 1]")
+    fractions = _numbers(
+        "ship.whole_frame_fractions",
+        entry.get("whole_frame_fractions", ShipSpec.whole_frame_fractions),
+        one_allowed=True,
+    )
     return ShipSpec(name, calibrate_on, thresholds, whole_frame_on, fractions)
 
 

@@ -144,9 +144,7 @@ def choose_whole_frame(rows: Sequence[WholeFrameRow]) -> float:
     1.0, the decision off, always qualifies)."""
     if not rows:
         raise ValueError("no whole-frame shares were scored")
-    allowed = [row for row in rows if row.sharp_whole == 0.0] or [
-        WholeFrameRow(1.0, {}, 0.0)
-    ]
+    allowed = [row for row in rows if row.sharp_whole == 0.0] or [WholeFrameRow(1.0, {}, 0.0)]
     top = max(row.total for row in allowed)
     return max(row.fraction for row in allowed if row.total >= top - TIE_DB)
 
@@ -193,12 +191,17 @@ def ship_run(
     model = load_model(source)
     if registered_as is not None:
         model = _renamed(model, registered_as)
-    if threshold is not None:
-        model.config = dataclasses.replace(model.config, mask_threshold=threshold)
-        model.mask_threshold = threshold
-    if whole_frame_fraction is not None:
-        model.config = dataclasses.replace(model.config, whole_frame_fraction=whole_frame_fraction)
-        model.whole_frame_fraction = whole_frame_fraction
+    calibrated = {
+        key: value
+        for key, value in (
+            ("mask_threshold", threshold),
+            ("whole_frame_fraction", whole_frame_fraction),
+        )
+        if value is not None
+    }
+    model.config = dataclasses.replace(model.config, **calibrated)
+    for key, value in calibrated.items():  # the live model reads its own copies
+        setattr(model, key, value)
     extra: dict[str, Any] = {
         key: value for key, value in record.items() if key not in model_record(model)
     }
