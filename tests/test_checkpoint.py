@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from m2aenet import registry
-from m2aenet.checkpoint import load_model, save_model
+from m2aenet.checkpoint import load_model, load_weights_into, save_model
 from m2aenet.errors import CheckpointError
 from m2aenet.registry import create_model
 
@@ -100,3 +100,20 @@ def test_a_sidecar_nested_too_deeply_is_one_error(weights: Path) -> None:
 def test_an_intact_sidecar_still_loads(weights: Path) -> None:
     model = load_model(weights)
     assert model.config.channels == 8 and not model.training
+
+
+def test_growing_loads_only_the_parts_that_start_as_the_identity(tmp_path: Path) -> None:
+    """A warm start may add m2aenet-ms's full-resolution level (its `grown_parts`), nothing
+    else: without `grow` the same file is refused, and a file lacking other parameters is
+    refused even with it."""
+    small = dict(widths=(8, 8, 8), trajectory_channels=4, analyzer_width=4, mask_width=4)
+    path = save_model(tmp_path / "plain.safetensors", create_model("m2aenet-ms", **small))
+    grown = create_model("m2aenet-ms", **small, fine_width=4)
+    load_weights_into(grown, path, "m2aenet-ms", grow=True)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_weights_into(grown, path, "m2aenet-ms")
+    state = load_file(str(path))
+    del state["stem.weight"]
+    save_file(state, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(CheckpointError, match="stem.weight"):
+        load_weights_into(grown, tmp_path / "partial.safetensors", "m2aenet-ms", grow=True)

@@ -73,6 +73,44 @@ def test_deploy_equals_train_for_every_executor(executor: str, trajectory_from_l
     assert len(levels) == 3 or executor == "dense"
 
 
+@pytest.mark.parametrize("executor", ["pixel", "tile", "dense", "auto"])
+def test_the_full_resolution_level_deploys_exactly(executor: str) -> None:
+    """The optional full-resolution level (fine_width) runs pruned on the pixel mask itself:
+    deploy equals train, the background stays the input bit for bit, and the level reports
+    its executor after the three cell levels'."""
+    model = _perturbed(fine_width=6, fine_blocks=2)
+    x = torch.rand(2, 3, 45, 70)
+    mask = _blob_masks(2, 45, 70, seed=7)
+    with torch.no_grad():
+        reference = model(x, mask=mask)
+        without = copy.deepcopy(model)
+        without.fine_head.weight.zero_()
+        without.fine_head.bias.zero_()
+        assert (reference.image - without(x, mask=mask).image).abs().max() > 0.05
+    deployed = copy.deepcopy(model).reparameterize()
+    deployed.executor = executor
+    deployed.tile_size = 4
+    out = deployed(x, mask=mask)
+    assert torch.allclose(out.image, reference.image, atol=1e-5, rtol=0)
+    outside = (mask == 0).expand_as(x)
+    assert torch.equal(out.image[outside], x[outside])
+    assert len(deployed.last_executor.split(",")) == 4 or executor == "dense"
+
+
+def test_a_model_grown_by_the_full_resolution_level_starts_with_its_output() -> None:
+    """The level's head starts at zero, so weights of a model without it, loaded beside the
+    new level's initial weights, give the same output: a warm start keeps what was learned."""
+    small = _perturbed()
+    torch.manual_seed(1)
+    grown = create_model("m2aenet-ms", **{**SMALL, "fine_width": 6}).eval()
+    missing, unexpected = grown.load_state_dict(small.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.startswith("fine_") for key in missing)
+    x = torch.rand(1, 3, 32, 40)
+    mask = _blob_masks(1, 32, 40, seed=2)
+    with torch.no_grad():
+        assert torch.equal(grown(x, mask=mask).image, small(x, mask=mask).image)
+
+
 def test_auto_picks_an_executor_per_level() -> None:
     """Coarse levels keep more cells (a cell is kept if any pixel is), so "auto" may run them
     differently from the fine level; the output is the same either way."""
@@ -198,6 +236,10 @@ def test_registry_and_config_validation() -> None:
         create_model("m2aenet-ms", analyzer_width=4096)
     with pytest.raises(ConfigError, match="trajectory_from_level must be >= 0"):
         create_model("m2aenet-ms", trajectory_from_level=-1)
+    with pytest.raises(ConfigError, match="fine_width and fine_blocks must be >= 0"):
+        create_model("m2aenet-ms", fine_width=-4)
+    with pytest.raises(ConfigError, match="fine_blocks must be >= 1"):
+        create_model("m2aenet-ms", fine_width=8, fine_blocks=0)
 
 
 def test_two_level_variant_runs_and_prunes() -> None:

@@ -145,14 +145,27 @@ def load_state_dict(weights_path: Path) -> dict[str, torch.Tensor]:
         ) from error
 
 
-def load_weights_into(model: nn.Module, name_or_path: str | Path, architecture: str) -> nn.Module:
+def load_weights_into(
+    model: nn.Module, name_or_path: str | Path, architecture: str, grow: bool = False
+) -> nn.Module:
     """Load a weights file (shipped name or path) into `model`; shapes must match exactly.
 
-    `architecture` names the model in the error message (a registered name, usually).
+    `architecture` names the model in the error message (a registered name, usually). With
+    `grow`, the file may lack the parameters under the model's `grown_parts` prefixes (parts
+    that start as the identity, so a warm start keeps the old model's output); every other
+    parameter must still be there.
     """
     weights_path = resolve_weights(name_or_path)
+    state = load_state_dict(weights_path)
     try:
-        model.load_state_dict(load_state_dict(weights_path), strict=True)
+        if not grow:
+            model.load_state_dict(state, strict=True)
+            return model
+        prefixes = tuple(getattr(model, "grown_parts", ()))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        absent = [key for key in missing if not key.startswith(prefixes)] if prefixes else missing
+        if absent or unexpected:
+            raise RuntimeError(f"missing {absent[:3]}, unexpected {unexpected[:3]}")
     except RuntimeError as error:
         first = str(error).splitlines()[0:3]
         raise CheckpointError(

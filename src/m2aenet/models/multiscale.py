@@ -10,7 +10,10 @@ r"""M2AENet-MS: M2AENet with a multi-scale pruned body (levels at 1/2, 1/4 and 1
     level 2 (1/8, C2):  middle blocks on M2 = maxpool(M1, 2)            |           |
       up: one cell -> 2x2 cells, + skip ----------------------------- level 1 decoder blocks
       up, + skip ------------------------------------------------------------- level 0 decoder
-    head: C0 -> 2x2 pixel cells of RGB residual;   out = x + M * residual
+    head: C0 -> 2x2 pixel cells of RGB residual
+    fine (optional, fine_width > 0): level 0 -> 2x2 pixels + the input pixel, full-resolution
+      blocks on M itself, a per-pixel residual added to the head's
+    out = x + M * residual
 
 Every block is a `ConvBlock` (a `PrunableBlock`: `y = x + m * F(x)`, only F's first op reads
 neighbours) on its level's max-pooled mask: a cell is kept when any of its pixels is. Blocks at
@@ -69,6 +72,9 @@ class M2AENetMSConfig:
     trajectory_channels:   channels of a block's input sampled along the trajectory
     trajectory_from_level: blocks at this level and deeper sample along the trajectory
     mlp_ratio:             hidden width of each block's channel MLP, relative to its level
+    fine_width:            channels of the full-resolution level (0: none); the head's 2x2
+                           cells alone left a grid on flat colour and lost small blur
+    fine_blocks:           blocks of the full-resolution level
     mask_*, analyzer_*, motion_scale, mask_threshold, mask_dilation, whole_frame_fraction:
                            as in M2AENetConfig
     """
@@ -81,6 +87,8 @@ class M2AENetMSConfig:
     trajectory_channels: int = 16
     trajectory_from_level: int = 2
     mlp_ratio: float = 2.0
+    fine_width: int = 0
+    fine_blocks: int = 1
     mask_width: int = 16
     mask_depth: int = 2
     mask_context_depth: int = 3
@@ -112,6 +120,13 @@ class M2AENetMSConfig:
                 raise ConfigError(f"model_config.{key} must be >= 1, got {getattr(self, key)}")
         if min(self.widths) < 1:
             raise ConfigError(f"model_config.widths must be >= 1, got {self.widths}")
+        if self.fine_width < 0 or self.fine_blocks < 0:
+            raise ConfigError(
+                f"model_config.fine_width and fine_blocks must be >= 0, got "
+                f"{self.fine_width} and {self.fine_blocks}"
+            )
+        if self.fine_width and not self.fine_blocks:
+            raise ConfigError("model_config.fine_blocks must be >= 1 when fine_width is set")
         if self.trajectory_from_level < 0:
             raise ConfigError(
                 f"model_config.trajectory_from_level must be >= 0, got {self.trajectory_from_level}"
@@ -189,10 +204,32 @@ class M2AENetMS(MaskMotionFrontEnd):
         # Start close to "output = input": the body then learns a residual.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
+        self.fine = config.fine_width > 0
+        # Parameters a warm start may lack: the level starts as the identity (zero head).
+        self.grown_parts = ("fine_",) if self.fine else ()
+        if self.fine:
+            fine = config.fine_width
+            self.fine_lift = nn.ConvTranspose2d(widths[0], fine, 2, stride=2)
+            self.fine_pixel = nn.Conv2d(3, fine, 1)
+            self.fine_blocks = nn.ModuleList(
+                ConvBlock(
+                    fine,
+                    config.analyzer_width,
+                    config.trajectory_points,
+                    config.trajectory_channels,
+                    trajectory=False,
+                    mlp_ratio=config.mlp_ratio,
+                )
+                for _ in range(config.fine_blocks)
+            )
+            # Zero: a model grown from one without this level starts with its exact output.
+            self.fine_head = nn.Linear(fine, 3)
+            nn.init.zeros_(self.fine_head.weight)
+            nn.init.zeros_(self.fine_head.bias)
         self.tile_size = 16
         self.tile_min_fill = 0.5  # tiles less full than this go through the pixel path
         self.chunk_pixels = 65536  # positions per executor step
-        self.last_executor = None  # per level, e.g. "pixel,pixel,tile"
+        self.last_executor = None  # per level, e.g. "pixel,pixel,tile" (+ the fine level's)
 
     # ------------------------------------------------------------------ train mode
     def _level_masks(self, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -253,7 +290,21 @@ class M2AENetMS(MaskMotionFrontEnd):
             rows = _rows(self.up[level](_nchw(rows))) + skips[level]
             rows = run(self.decoder[level], rows, level)
         residual = self.head(_nchw(rows)).to(padded.dtype)  # (B, 3, Hp, Wp)
+        if self.fine:
+            _, context_rows = self._level_guides(lowres, context, -1, tuple(padded.shape[-2:]))
+            fine_rows = self._fine_input(rows, padded)
+            context_rows = context_rows.to(fine_rows.dtype)
+            pixel_mask = mask.permute(0, 2, 3, 1)
+            for block in self.fine_blocks:
+                fine_rows = block(fine_rows, pixel_mask, None, context_rows)
+            residual = residual + self.fine_head(fine_rows).permute(0, 3, 1, 2).to(padded.dtype)
         return padded + mask * residual, trajectory
+
+    def _fine_input(self, rows: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+        """Rows (B, Hp, Wp, Cf) of the full-resolution level: level 0's cell features spread to
+        their 2x2 pixels plus the pixel's own colour (every pixel: a per-pixel map, cheap)."""
+        lifted = self.fine_lift(_nchw(rows))
+        return _rows(lifted + self.fine_pixel(padded.to(lifted.dtype)))
 
     # ------------------------------------------------------------------ deploy mode
     def _forward_deploy(
@@ -299,12 +350,29 @@ class M2AENetMS(MaskMotionFrontEnd):
         for level in reversed(range(self.levels - 1)):
             rows = _rows(self.up[level](_nchw(rows))).add_(skips[level])
             rows = run(self.decoder[level], rows, level)
-        self.last_executor = ",".join(ran)
         kept_rows = rows.view(-1, rows.shape[-1]).index_select(0, kept[0].index)
         weight, bias = self._head_matrix()
         residual = torch.addmm(bias, kept_rows, weight).to(x.dtype)  # (n, 12)
         image = x.clone()
         add_cell_residual(image, hard, kept[0], residual, 2)
+        if self.fine:
+            # The full-resolution level runs on the pixel mask itself, pruned like the others.
+            kept_pixels = find_kept_pixels(hard)
+            ran.append(self._level_executor(hard, kept_pixels))
+            fine_rows = self._run_level(
+                self.fine_blocks,
+                self._fine_input(rows, padded),
+                -1,
+                hard,
+                kept_pixels,
+                ran[-1],
+                lowres,
+                context,
+            )
+            kept_rows = fine_rows.view(-1, fine_rows.shape[-1]).index_select(0, kept_pixels.index)
+            fine_residual = F.linear(kept_rows, self.fine_head.weight, self.fine_head.bias)
+            add_cell_residual(image, hard, kept_pixels, fine_residual.to(x.dtype), 1)
+        self.last_executor = ",".join(ran)
         return ModelOutput(
             image=image,
             mask=hard[..., :height, :width],
@@ -376,7 +444,8 @@ class M2AENetMS(MaskMotionFrontEnd):
         train-mode network's for the same mask.
         """
         self.eval()
-        for group in (*self.encoder, self.middle, *self.decoder):
+        fine = [self.fine_blocks] if self.fine else []
+        for group in (*self.encoder, self.middle, *self.decoder, *fine):
             for block in group:
                 block.reparameterize()
         self.deployed = True

@@ -36,7 +36,9 @@ class ModelSection:
 
     `init_weights`: start from these weights (a shipped name such as `default`, or a
     `.safetensors` path) instead of a random initialization: fine-tuning. They must fit the
-    architecture exactly; optimizer and schedule start fresh.
+    architecture exactly, except that parts which start as the identity may be added (the
+    model's `grown_parts`, e.g. m2aenet-ms's full-resolution level); optimizer and schedule
+    start fresh.
     """
 
     name: str = "m2aenet-s"

@@ -273,7 +273,7 @@ class Trainer:
         model_section = self.config.model
         model = create_model(model_section.name, **model_section.overrides)
         if model_section.init_weights is not None and not resuming:
-            load_weights_into(model, model_section.init_weights, model_section.name)
+            load_weights_into(model, model_section.init_weights, model_section.name, grow=True)
         for prefix in model_section.frozen:
             matched = [
                 parameter
