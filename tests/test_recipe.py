@@ -63,6 +63,7 @@ ship:
   name: mine
   calibrate_on: data/val
   thresholds: [0.3, 0.6]
+  max_marked: 1.5
 """
 
 
@@ -269,6 +270,8 @@ def _after_a(stage: str) -> str:
         ("data: {data/x: --count 2 --mode sideways}", "invalid choice: 'sideways'"),
         ("data: {data/x: --size 64x64}", "need --count N"),
         ("ship: {thresholds: [0.5, 1.5]}", r"thresholds must be numbers in \(0, 1\)"),
+        ("ship: {max_marked: 0.5}", r"ship.max_marked must be a number >= 1, got 0.5"),
+        ("ship: {max_marked: .nan}", r"ship.max_marked must be a number >= 1"),
         ("outt: runs/x", r"unknown key\(s\) outt"),
         ("stages: [{name: a, kind: predictor, pools: p, steps: 3}]", r"first stage has none"),
         (_after_a("kind: pretrain"), r"stages\[1\].kind must be 'train' or 'predictor'"),

@@ -30,6 +30,22 @@ def test_the_highest_threshold_within_a_tie_of_the_best_is_chosen() -> None:
         choose_threshold([])
 
 
+def test_a_cap_on_the_marked_share_rules_out_thresholds_that_mark_too_much() -> None:
+    """PSNR_w alone favours the lowest threshold; with `max_marked` only thresholds marking
+    at most that multiple of the truly blurred share (10% here) compete."""
+    rows = [
+        ThresholdRow(0.2, 26.0, 24.0, 0.3, 0.25, 10.0, 0.1),  # 2.5x: best PSNR_w, too many
+        ThresholdRow(0.4, 25.8, 24.0, 0.5, 0.14, 9.0, 0.1),  # 1.4x
+        ThresholdRow(0.5, 25.7, 24.0, 0.5, 0.10, 8.0, 0.1),  # 1.0x
+    ]
+    assert choose_threshold(rows) == 0.2
+    assert choose_threshold(rows, max_marked=1.5) == 0.4
+    assert choose_threshold(rows, max_marked=3.0) == 0.2
+    # None qualifies: the threshold that marks least.
+    assert choose_threshold(rows, max_marked=1.0 - 1e-9) == 0.5
+    assert rows[0].marked_over_true == pytest.approx(2.5)
+
+
 def test_the_whole_frame_share_never_restores_a_sharp_val_image_whole() -> None:
     from m2aenet.train.ship import WholeFrameRow, choose_whole_frame
 

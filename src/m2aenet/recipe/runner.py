@@ -137,7 +137,7 @@ def ship(recipe: Recipe, out: Path) -> Path:
         check_data_roots([recipe.ship.calibrate_on])
         print(f"recipe: calibrating the mask threshold on {recipe.ship.calibrate_on}", flush=True)
         rows = threshold_table(run / FINAL, recipe.ship.calibrate_on, recipe.ship.thresholds)
-        threshold = choose_threshold(rows)
+        threshold = choose_threshold(rows, recipe.ship.max_marked)
         table = format_threshold_table(rows)
         write_text_atomic(
             folder / "calibration.txt", f"{table}\nchosen threshold {threshold:.2f}\n"

@@ -20,6 +20,7 @@
       name: default                     # OUT/ship/NAME.safetensors (+ .json)
       calibrate_on: data/val-local      # the mask threshold is picked on this (never test)
       thresholds: [0.2, 0.3, 0.4, 0.5, 0.6]
+      max_marked: 1.5                   # optional: only thresholds marking <= 1.5x the blur
       whole_frame_on: [data/val-local, data/val-global]   # optional: pick the share of a frame
       whole_frame_fractions: [0.3, 0.5, 1.0]   # marked that restores it whole (1.0: never)
 
@@ -65,7 +66,14 @@ _PREDICTOR_STAGE_KEYS = {
     "minutes",
     "overrides",
 }
-_SHIP_KEYS = {"name", "calibrate_on", "thresholds", "whole_frame_on", "whole_frame_fractions"}
+_SHIP_KEYS = {
+    "name",
+    "calibrate_on",
+    "thresholds",
+    "max_marked",
+    "whole_frame_on",
+    "whole_frame_fractions",
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class ShipSpec:
     thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6)
     whole_frame_on: tuple[str, ...] = ()
     whole_frame_fractions: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+    max_marked: float | None = None  # cap on marked / truly blurred share for the threshold
 
 
 @dataclass(frozen=True)
@@ -303,7 +312,22 @@ def _ship(value: Any) -> ShipSpec:
         entry.get("whole_frame_fractions", ShipSpec.whole_frame_fractions),
         one_allowed=True,
     )
-    return ShipSpec(name, calibrate_on, thresholds, whole_frame_on, fractions)
+    max_marked = entry.get("max_marked")
+    if max_marked is not None and (
+        isinstance(max_marked, bool)
+        or not isinstance(max_marked, (int, float))
+        or not math.isfinite(max_marked)
+        or max_marked < 1.0
+    ):
+        raise ConfigError(f"ship.max_marked must be a number >= 1, got {max_marked!r}")
+    return ShipSpec(
+        name,
+        calibrate_on,
+        thresholds,
+        whole_frame_on,
+        fractions,
+        None if max_marked is None else float(max_marked),
+    )
 
 
 def load_recipe(path: str | Path) -> Recipe:

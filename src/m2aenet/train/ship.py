@@ -27,6 +27,11 @@ class ThresholdRow:
     mask_iou: float
     pred_fraction: float
     ms: float
+    true_fraction: float = float("nan")  # the val set's blurred share (its true masks)
+
+    @property
+    def marked_over_true(self) -> float:
+        return self.pred_fraction / self.true_fraction if self.true_fraction > 0 else float("nan")
 
 
 def training_seconds(log: Path) -> float:
@@ -58,18 +63,29 @@ def threshold_table(
                 float(mean.get("mask_iou", float("nan"))),
                 float(mean.get("pred_fraction", float("nan"))),
                 float(mean["ms"]),
+                float(mean.get("fraction", float("nan"))),
             )
         )
     return rows
 
 
-def choose_threshold(rows: Sequence[ThresholdRow]) -> float:
+def choose_threshold(rows: Sequence[ThresholdRow], max_marked: float | None = None) -> float:
     """The highest threshold (fewest pixels processed, fastest) whose PSNR_w is within TIE_DB
-    of the best one."""
+    of the best one, among the thresholds that mark at most `max_marked` times the truly
+    blurred share (all of them without a cap; the one marking least where none qualifies).
+
+    Why a cap: PSNR_w is measured on the blurred pixels only, so marking sharp ones costs it
+    nothing and it alone always favours the lowest threshold, while every marked pixel costs
+    time and, on real photos, a chance of changing what was sharp."""
     if not rows:
         raise ValueError("no thresholds were scored")
-    top = max(row.psnr_w for row in rows)
-    return max(row.threshold for row in rows if row.psnr_w >= top - TIE_DB)
+    allowed = list(rows)
+    if max_marked is not None:
+        allowed = [row for row in rows if row.marked_over_true <= max_marked]
+        if not allowed:
+            allowed = [min(rows, key=lambda row: row.pred_fraction)]
+    top = max(row.psnr_w for row in allowed)
+    return max(row.threshold for row in allowed if row.psnr_w >= top - TIE_DB)
 
 
 @dataclass(frozen=True)
@@ -161,11 +177,12 @@ def format_whole_frame_table(rows: Sequence[WholeFrameRow]) -> str:
 
 def format_threshold_table(rows: Sequence[ThresholdRow]) -> str:
     """The table `calibrate_threshold.py` prints, one row per threshold."""
-    lines = ["threshold  psnr_w  input_psnr_w  mask_iou  pred_fraction  ms"]
+    lines = ["threshold  psnr_w  input_psnr_w  mask_iou  pred_fraction  marked/true  ms"]
     for row in rows:
         lines.append(
             f"{row.threshold:9.2f}  {row.psnr_w:6.3f}  {row.input_psnr_w:12.3f}  "
-            f"{row.mask_iou:8.3f}  {row.pred_fraction:13.4f}  {row.ms:5.0f}"
+            f"{row.mask_iou:8.3f}  {row.pred_fraction:13.4f}  {row.marked_over_true:10.2f}x  "
+            f"{row.ms:5.0f}"
         )
     return "\n".join(lines)
 
