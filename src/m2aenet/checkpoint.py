@@ -163,7 +163,7 @@ def load_weights_into(
             return model
         prefixes = tuple(getattr(model, "grown_parts", ()))
         missing, unexpected = model.load_state_dict(state, strict=False)
-        absent = [key for key in missing if not key.startswith(prefixes)] if prefixes else missing
+        absent = [key for key in missing if not key.startswith(prefixes)]  # () matches none
         if absent or unexpected:
             raise RuntimeError(f"missing {absent[:3]}, unexpected {unexpected[:3]}")
     except RuntimeError as error:

@@ -291,12 +291,9 @@ class M2AENetMS(MaskMotionFrontEnd):
             rows = run(self.decoder[level], rows, level)
         residual = self.head(_nchw(rows)).to(padded.dtype)  # (B, 3, Hp, Wp)
         if self.fine:
-            _, context_rows = self._level_guides(lowres, context, -1, tuple(padded.shape[-2:]))
-            fine_rows = self._fine_input(rows, padded)
-            context_rows = context_rows.to(fine_rows.dtype)
-            pixel_mask = mask.permute(0, 2, 3, 1)
-            for block in self.fine_blocks:
-                fine_rows = block(fine_rows, pixel_mask, None, context_rows)
+            fine_rows = self._dense_level(
+                self.fine_blocks, self._fine_input(rows, padded), -1, mask, lowres, context
+            )
             residual = residual + self.fine_head(fine_rows).permute(0, 3, 1, 2).to(padded.dtype)
         return padded + mask * residual, trajectory
 
@@ -305,6 +302,24 @@ class M2AENetMS(MaskMotionFrontEnd):
         their 2x2 pixels plus the pixel's own colour (every pixel: a per-pixel map, cheap)."""
         lifted = self.fine_lift(_nchw(rows))
         return _rows(lifted + self.fine_pixel(padded.to(lifted.dtype)))
+
+    def _dense_level(
+        self,
+        blocks: nn.ModuleList,
+        rows: torch.Tensor,
+        level: int,
+        mask: torch.Tensor,
+        lowres: torch.Tensor,
+        context: torch.Tensor,
+    ) -> torch.Tensor:
+        """Every position of one level (-1: full resolution) through its blocks, on that
+        level's mask (B, 1, h, w); the context in the rows' dtype (bf16 under autocast)."""
+        grid, context_rows = self._level_guides(lowres, context, level, rows.shape[1:3])
+        mask_rows = mask.permute(0, 2, 3, 1)
+        context_rows = context_rows.to(rows.dtype)
+        for block in blocks:
+            rows = block(rows, mask_rows, grid, context_rows)
+        return rows
 
     # ------------------------------------------------------------------ deploy mode
     def _forward_deploy(
@@ -370,8 +385,7 @@ class M2AENetMS(MaskMotionFrontEnd):
                 context,
             )
             kept_rows = fine_rows.view(-1, fine_rows.shape[-1]).index_select(0, kept_pixels.index)
-            fine_residual = F.linear(kept_rows, self.fine_head.weight, self.fine_head.bias)
-            add_cell_residual(image, hard, kept_pixels, fine_residual.to(x.dtype), 1)
+            add_cell_residual(image, hard, kept_pixels, self.fine_head(kept_rows).to(x.dtype), 1)
         self.last_executor = ",".join(ran)
         return ModelOutput(
             image=image,
@@ -414,11 +428,7 @@ class M2AENetMS(MaskMotionFrontEnd):
         if len(blocks) == 0:
             return rows
         if executor == "dense":
-            grid, context_rows = self._level_guides(lowres, context, level, rows.shape[1:3])
-            mask_rows = mask.permute(0, 2, 3, 1)
-            for block in blocks:
-                rows = block(rows, mask_rows, grid, context_rows)
-            return rows
+            return self._dense_level(blocks, rows, level, mask, lowres, context)
         if kept.count == 0:
             return rows
         plan = make_plan(
