@@ -107,6 +107,38 @@ def test_extra_photos_take_one_size_per_wallpaper_and_skip_placeholders(
     assert collect.gnome_pictures() == {}
 
 
+def test_more_photos_take_the_largest_embedded_jpeg_and_only_named_photos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from PIL import Image
+
+    collect = _script("collect_extra_photos")
+
+    def jpeg(width: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, 8), (200, 10, 10)).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+    backgrounds = tmp_path / "backgrounds"
+    backgrounds.mkdir()
+    # An archive: header bytes, a stray JPEG marker, a small and a large stream.
+    archive = b"EET" + collect.JPEG_START + b"junk" + jpeg(16) + b"\0" * 7 + jpeg(48) + b"tail"
+    (backgrounds / "Mountain.edj").write_bytes(archive)
+    (backgrounds / "Squiggle.edj").write_bytes(b"no pictures here")
+    lxqt = tmp_path / "lxqt"
+    lxqt.mkdir()
+    for name in ("fog.jpg", "triangles.png", "License"):
+        (lxqt / name).write_bytes(b"x")
+    monkeypatch.setattr(collect, "ENLIGHTENMENT", backgrounds)
+    monkeypatch.setattr(collect, "LXQT", lxqt)
+    found = collect.enlightenment_pictures()
+    assert list(found) == ["enlightenment-Mountain"] and found["enlightenment-Mountain"].size == (48, 8)
+    assert collect.largest_embedded_jpeg(backgrounds / "Squiggle.edj") is None
+    assert collect.lxqt_pictures() == {"lxqt-fog": lxqt / "fog.jpg"}
+
+
 def test_derived_weights_keep_the_source_record_and_say_what_was_done(tmp_path: Path) -> None:
     from m2aenet.checkpoint import read_record, save_derived_model
 

@@ -14,7 +14,7 @@ from m2aenet.checkpoint import load_model, load_state_dict, read_record
 from m2aenet.cli import main
 from m2aenet.errors import ConfigError, InputError
 from m2aenet.recipe.datasets import check_data_roots, data_state
-from m2aenet.recipe.runner import describe, run_recipe, stage_status
+from m2aenet.recipe.runner import describe, run_recipe, stage_overrides, stage_status
 from m2aenet.recipe.spec import PredictorStage, load_recipe
 
 TINY_MODEL = """\
@@ -167,6 +167,7 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
     done = run_recipe(recipe, progress=False)
     assert done["done"] and done["shipped"] == "runs/p/ship/mine.safetensors"
     assert not Path("runs/p/mask/predictor_state.pt").exists()
+    assert not Path("runs/p/mask/predictor_state.start").exists()
     scores = json.loads(Path("runs/p/mask/val_scores.json").read_text())
     assert scores["steps"] == 3 and set(scores["after"]) == set(scores["before"]) == {"data/val"}
     assert scores["settings"]["context_depth"] == 2
@@ -202,6 +203,13 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
     assert tune["init_weights"] == "runs/p/mask/final_ema.safetensors"
     assert tune["overrides"]["analyzer_stem"] is True
     assert tune["overrides"]["mask_context_depth"] == 2
+    # A stage after that one builds the same model (the swapped keys carry on).
+    Path("longer.yaml").write_text(
+        PREDICTOR_RECIPE.replace(
+            "ship:", "  - {name: tune2, config: tiny.yaml, overrides: [steps=1], init: previous}\nship:"
+        )
+    )
+    assert "model.overrides.mask_context_depth=2" in stage_overrides(load_recipe("longer.yaml"), 3, out)
 
     stamps = [Path(p).stat().st_mtime_ns for p in (done["shipped"], FINAL_OF_MASK)]
     again = run_recipe(recipe, progress=False)
@@ -214,8 +222,12 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
         load_recipe("other.yaml"), out
     )
     assert "stage mask (predictor of body, trained apart): finished" in describe(recipe, out)
+    # File times do not count (a fresh clone of a committed campaign gets checkout order)...
     later = Path(FINAL_OF_MASK).stat().st_mtime + 10
     os.utime("runs/p/body/final_ema.safetensors", (later, later))
+    assert "stage mask (predictor of body, trained apart): finished" in describe(recipe, out)
+    # ...contents do: a body trained again (other weights) makes the predictor stage run again.
+    shutil.copyfile(FINAL_OF_MASK, "runs/p/body/final_ema.safetensors")
     assert "stage mask (predictor of body, trained apart): step 0 of 3" in describe(recipe, out)
 
 
@@ -321,6 +333,27 @@ def test_a_missing_data_root_names_the_command_that_makes_it(
     assert "m2aenet synth --out data/pool-train --count 1600" in text
     with pytest.raises(InputError, match=r"^elsewhere: dataset root not found$"):
         check_data_roots(["elsewhere"])
+
+
+def test_a_missing_photo_folder_stops_before_any_data_and_says_how_to_gather_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from m2aenet.recipe.datasets import make_data
+    from m2aenet.recipe.spec import DataSpec
+
+    monkeypatch.chdir(tmp_path)
+    spec = DataSpec("data/pool-more", ("--sources", "data/photos-more", "--count", "2"))
+    with pytest.raises(InputError) as caught:
+        make_data([spec], progress=False)
+    assert str(caught.value) == (
+        "data/photos-more: photo folder of data/pool-more not found; the recipe's is gathered "
+        "with: apt-get install enlightenment-data lxqt-themes && "
+        "python scripts/collect_extra_photos.py --set more --out data/photos-more"
+    )
+    assert not Path("data/pool-more").exists()
+    unknown = DataSpec("data/mine", ("--sources", "my-photos", "--count", "2"))
+    with pytest.raises(InputError, match=r"^my-photos: photo folder of data/mine not found$"):
+        make_data([unknown], progress=False)
 
 
 def test_the_shipped_recipe_names_data_for_every_config_it_trains() -> None:

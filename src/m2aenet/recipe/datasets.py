@@ -19,6 +19,24 @@ PACKAGED_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "recipe.yaml
 
 DataState = Literal["made", "missing"]
 
+# The photo folders the shipped recipe reads besides the splits' own photos, and how each is
+# gathered (Debian wallpaper packages; scripts/collect_extra_photos.py).
+PHOTO_FOLDERS = {
+    "data/photos-extra": "apt-get install gnome-backgrounds plasma-workspace-wallpapers && "
+    "python scripts/collect_extra_photos.py --out data/photos-extra",
+    "data/photos-more": "apt-get install enlightenment-data lxqt-themes && "
+    "python scripts/collect_extra_photos.py --set more --out data/photos-more",
+}
+
+
+def check_photo_folder(folder: str | Path, use: str) -> None:
+    """InputError naming a missing photo folder and, for the recipe's own, how it is gathered."""
+    if Path(folder).exists():
+        return
+    gather = PHOTO_FOLDERS.get(Path(folder).as_posix().rstrip("/"))
+    hint = f"; the recipe's is gathered with: {gather}" if gather else ""
+    raise InputError(f"{folder}: {use} not found{hint}")
+
 
 def synth_namespace(spec: DataSpec):
     """The synth command's parsed arguments for one data set."""
@@ -62,8 +80,10 @@ def make_data(specs: Iterable[DataSpec], progress: bool = True, workers: int = 1
     for spec in specs:
         if data_state(spec) == "made":
             continue
-        print(f"recipe: making {spec.folder}: {spec.command}", flush=True)
         args = synth_namespace(spec)
+        for folder in args.sources or []:
+            check_photo_folder(folder, f"photo folder of {spec.folder}")
+        print(f"recipe: making {spec.folder}: {spec.command}", flush=True)
         args.no_progress = args.no_progress or not progress
         args.workers = max(args.workers, workers)
         synth.run(args)

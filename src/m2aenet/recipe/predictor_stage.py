@@ -5,14 +5,16 @@ OUT/NAME holds, while it trains, `predictor_state.pt`: its resume state, written
 stopped (a killed one from its last report). At the end it writes `predictor.safetensors` (the
 trained predictor), `val_scores.json` (val scores of the starting and the trained predictor,
 and the settings), and last `final_ema.safetensors` (+ .json): the previous stage's final EMA
-weights with the new predictor swapped in. The stage is finished when that file is newer than
-the previous stage's and `val_scores.json` holds the stage's current settings: a previous stage
-trained again, or changed settings, make it start again from the previous stage's weights (as
-a resume state made with other settings does).
+weights with the new predictor swapped in. The stage is finished when that file exists and
+`val_scores.json` holds the stage's current settings and the SHA-256 of the previous stage's
+weights it started from: a previous stage trained again, or changed settings, make it start
+again (as a resume state does whose `predictor_state.start` names other weights). Contents,
+not file times, decide: a fresh clone of a committed campaign gets checkout-order times.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -27,22 +29,19 @@ from m2aenet.train.predictor import (
 )
 
 STATE = "predictor_state.pt"
+STATE_START = "predictor_state.start"  # the digest of the weights the resume state started from
 PREDICTOR = "predictor.safetensors"
 SCORES = "val_scores.json"
 
 
 def check_sharp_folders(stage: PredictorStage) -> None:
-    """InputError naming a missing sharp-photo folder and how the recipe's one is gathered."""
+    """InputError naming a missing sharp-photo folder and how the recipe's ones are gathered."""
     from m2aenet.data.sharp_crops import TRAIN_SPLIT
-    from m2aenet.errors import InputError
+    from m2aenet.recipe.datasets import check_photo_folder
 
     for folder in stage.sharp_photos:
-        if folder != TRAIN_SPLIT and not Path(folder).exists():
-            raise InputError(
-                f"{folder}: sharp-photo folder not found; the recipe's is gathered with: "
-                f"apt-get install gnome-backgrounds plasma-workspace-wallpapers && "
-                f"python scripts/collect_extra_photos.py --out {folder}"
-            )
+        if folder != TRAIN_SPLIT:
+            check_photo_folder(folder, "sharp-photo folder")
 
 
 def previous_final(recipe: Recipe, index: int, out: Path) -> Path:
@@ -68,22 +67,38 @@ def predictor_settings(recipe: Recipe, index: int, out: Path) -> PredictorTraini
     ).resolved()
 
 
-def _is_newer(path: Path, than: Path) -> bool:
-    return path.is_file() and than.is_file() and path.stat().st_mtime >= than.stat().st_mtime
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of a file's bytes; None if it is not there."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _state_fits(folder: Path, start_digest: str | None) -> bool:
+    """Whether the resume state started from these weights."""
+    try:
+        written = (folder / STATE_START).read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return (folder / STATE).is_file() and start_digest is not None and written == start_digest
 
 
 def predictor_stage_status(recipe: Recipe, index: int, out: Path) -> StageStatus:
-    """Finished (final weights newer than the previous stage's), else the progress of a resume
-    state that fits the previous stage's weights and the stage's settings, else 0."""
+    """Finished (final weights made from the previous stage's current ones with the current
+    settings), else the progress of a resume state that fits both, else 0."""
     stage: PredictorStage = recipe.stages[index]
     folder = out / stage.name
-    start = previous_final(recipe, index, out)
+    start_digest = file_digest(previous_final(recipe, index, out))
     unit = "step" if stage.steps is not None else "second"
     total = stage.steps if stage.steps is not None else round(60 * stage.minutes)
-    if _is_newer(folder / FINAL, start) and _finished_with(folder, recipe, index, out):
+    if (folder / FINAL).is_file() and _finished_with(folder, recipe, index, out, start_digest):
         return StageStatus(stage.name, folder, total, total, True, unit)
     done = 0
-    if _is_newer(folder / STATE, start):
+    if _state_fits(folder, start_digest):
         progress = read_progress(folder / STATE)
         if (
             progress is not None
@@ -93,13 +108,21 @@ def predictor_stage_status(recipe: Recipe, index: int, out: Path) -> StageStatus
     return StageStatus(stage.name, folder, done, total, False, unit)
 
 
-def _finished_with(folder: Path, recipe: Recipe, index: int, out: Path) -> bool:
-    """Whether the stage's scores file says it was trained with its current settings."""
+def _finished_with(
+    folder: Path, recipe: Recipe, index: int, out: Path, start_digest: str | None
+) -> bool:
+    """Whether the stage's scores file says it was trained with its current settings, from
+    the previous stage's current weights."""
     try:
-        written = json.loads((folder / SCORES).read_text(encoding="utf-8"))["settings"]
+        scores = json.loads((folder / SCORES).read_text(encoding="utf-8"))
+        written, started = scores["settings"], scores["start_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return written == predictor_settings(recipe, index, out).result_settings()
+    return (
+        start_digest is not None
+        and started == start_digest
+        and written == predictor_settings(recipe, index, out).result_settings()
+    )
 
 
 def run_predictor_stage(
@@ -119,11 +142,13 @@ def run_predictor_stage(
     check_sharp_folders(stage)
     settings = predictor_settings(recipe, index, out)
     state = folder / STATE
-    if state.is_file() and not _is_newer(state, start):
-        state.unlink()  # made from older weights of the previous stage
+    start_digest = file_digest(start)
+    if state.is_file() and not _state_fits(folder, start_digest):
+        state.unlink()  # made from other weights of the previous stage
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     print(f"recipe: training the predictor of {start} apart in {folder}", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / STATE_START, f"{start_digest}\n")
     result = train_predictor(
         settings,
         deadline,
@@ -137,6 +162,7 @@ def run_predictor_stage(
             "before": result.initial_scores,
             "after": result.scores,
             "settings": settings.result_settings(),
+            "start_sha256": start_digest,
         }
         write_text_atomic(folder / SCORES, json.dumps(scores, indent=2) + "\n")
         made_by = (
@@ -145,4 +171,5 @@ def run_predictor_stage(
         )
         swap_mask_predictor(start, folder / PREDICTOR, folder / FINAL, made_by)
         state.unlink(missing_ok=True)
+        (folder / STATE_START).unlink(missing_ok=True)
     return predictor_stage_status(recipe, index, out)

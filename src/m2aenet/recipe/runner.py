@@ -22,14 +22,15 @@ from m2aenet.recipe.spec import PredictorStage, Recipe, Stage
 SHIP_FOLDER = "ship"
 
 
-# What a predictor stage changes in the model's config (`swap_predictor`): a training stage
-# that starts from its weights builds its model with the same values, or they would not load.
+# What a predictor stage changes in the model's config (`swap_predictor`): every later training
+# stage that starts from its weights, directly or through other stages, builds its model with
+# the same values, or they would not load.
 SWAPPED_MODEL_KEYS = ("analyzer_stem", "analyzer_stem_context_depth", "mask_context_depth")
 
 
 def stage_overrides(recipe: Recipe, index: int, out: Path) -> list[str]:
     """The training stage's KEY=VALUE overrides, with `init: previous` turned into init
-    weights (and, after a predictor stage, the swapped weights' SWAPPED_MODEL_KEYS)."""
+    weights and the previous weights' SWAPPED_MODEL_KEYS."""
     import json
 
     from m2aenet.checkpoint import read_record
@@ -38,7 +39,7 @@ def stage_overrides(recipe: Recipe, index: int, out: Path) -> list[str]:
     overrides = list(stage.overrides)
     if stage.init_from_previous:
         previous = out / recipe.stages[index - 1].name / FINAL
-        if isinstance(recipe.stages[index - 1], PredictorStage) and previous.is_file():
+        if previous.is_file():
             config = read_record(previous).get("model_config", {})
             overrides += [
                 f"model.overrides.{key}={json.dumps(config[key])}"
