@@ -88,6 +88,35 @@ def test_deepening_the_body_keeps_every_output_until_training_moves_it(tmp_path:
         deepen.deepen(str(tmp_path / "old.safetensors"), 1)
 
 
+def test_deepening_a_multiscale_body_per_level_keeps_every_output(tmp_path: Path) -> None:
+    deepen = _script("deepen_body")
+    small = dict(widths=(8, 12, 16), encoder_blocks=(1, 2), middle_blocks=1, decoder_blocks=(1, 1),
+                 trajectory_channels=4, analyzer_width=4, analyzer_levels=1, mask_width=4,
+                 mask_depth=1)
+    torch.manual_seed(0)
+    old = create_model("m2aenet-ms", **small)
+    with torch.no_grad():  # trained-looking blocks: a zero last layer would hide a mix-up
+        for parameter in old.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    save_model(tmp_path / "old.safetensors", old, {"step": 5})
+    old = load_model(tmp_path / "old.safetensors")
+    new = deepen.deepen(str(tmp_path / "old.safetensors"), encoder_blocks=(3, 2),
+                        decoder_blocks=(2, 1))
+    assert [len(level) for level in new.encoder] == [3, 2]
+    assert [len(level) for level in new.decoder] == [2, 1]
+    assert torch.equal(new.encoder[0][0].project.weight, old.encoder[0][0].project.weight)
+    x = torch.rand(1, 3, 32, 40)
+    mask = (torch.rand(1, 1, 32, 40) > 0.5).float()
+    with torch.no_grad():
+        assert torch.allclose(new(x, mask=mask).image, old(x, mask=mask).image, atol=1e-6)
+    with pytest.raises(SystemExit, match="already has"):
+        deepen.deepen(str(tmp_path / "old.safetensors"), encoder_blocks=(1, 1))
+    with pytest.raises(SystemExit, match="already has"):
+        deepen.deepen(str(tmp_path / "old.safetensors"), encoder_blocks=(2,))
+    with pytest.raises(SystemExit, match="has no num_blocks"):
+        deepen.deepen(str(tmp_path / "old.safetensors"), 4)
+
+
 def test_extra_photos_take_one_size_per_wallpaper_and_skip_placeholders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
