@@ -30,7 +30,8 @@ def test_disc_kernel_is_a_normalized_disc() -> None:
 @pytest.mark.parametrize("kind", ["defocus", "dark", "noise", "gray"])
 def test_both_images_change_alike_outside_the_mask(kind: str) -> None:
     blur, sharp, mask = _pair()
-    only = HardNegatives(**{name: float(name == kind) for name in vars(HardNegatives())})
+    rates = [name for name in vars(HardNegatives()) if name != "defocus_max_radius"]
+    only = HardNegatives(**{name: float(name == kind) for name in rates})
     changed = False
     for seed in range(4):
         new_blur, new_sharp = apply_hard_negatives(
@@ -54,3 +55,28 @@ def test_jpeg_changes_both_and_nothing_happens_at_zero_probability() -> None:
     assert np.array_equal(same[0], blur) and np.array_equal(same[1], sharp)
     with pytest.raises(ValueError, match="defocus"):
         HardNegatives(defocus=1.5)
+
+
+def test_a_larger_defocus_radius_smooths_more_and_still_spares_the_motion_region() -> None:
+    rng = np.random.default_rng(3)
+    sharp = rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    mask = np.zeros((160, 160), np.uint8)
+    mask[60:90, 60:90] = 1
+    blur = sharp.copy()
+    blur[mask > 0] = 128
+    only_defocus = dict(defocus=1.0, dark=0, noise=0, jpeg=0, gray=0)
+
+    def roughness(max_radius: float) -> float:
+        settings = HardNegatives(**only_defocus, defocus_max_radius=max_radius)
+        new_blur, new_sharp = apply_hard_negatives(
+            blur, sharp, mask, np.random.default_rng(0), settings
+        )
+        assert np.array_equal(new_blur[mask > 0], blur[mask > 0])
+        assert np.array_equal(new_blur[mask == 0], new_sharp[mask == 0])
+        changed = np.any(new_sharp != sharp, axis=-1)
+        assert changed.any()
+        return float(np.abs(np.diff(new_sharp.astype(float), axis=1))[changed[:, 1:]].mean())
+
+    assert roughness(20.0) < roughness(5.0)
+    with pytest.raises(ValueError, match="defocus_max_radius"):
+        HardNegatives(defocus_max_radius=1.0)

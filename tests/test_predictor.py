@@ -115,6 +115,7 @@ def test_a_minutes_budget_ends_training_without_a_step_count(pool: Path) -> None
         (["batch=two"], r"batch: expected an integer, got 'two'"),
         (["lr=-1"], r"lr must be > 0, got -1.0"),
         (["threshold=1.5"], r"threshold must be in \(0, 1\)"),
+        (["defocus_max_radius=1"], r"defocus_max_radius must be in \[1.5, 64\], got 1.0"),
         (["crop"], "expected KEY=VALUE"),
     ],
 )

@@ -33,10 +33,16 @@ class HardNegatives:
     noise: float = 0.15  # one Gaussian noise field added to both images
     jpeg: float = 0.15  # both images through JPEG at quality 30-90
     gray: float = 0.1  # both images gray
+    # The disc's radius is drawn uniformly from [1.5, this] px: 5 px is a soft lens; a strongly
+    # defocused background (the real sharp photos' bokeh) reaches 10-20 px.
+    defocus_max_radius: float = 5.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if not 0.0 <= value <= 1.0:
+            if name == "defocus_max_radius":
+                if not 1.5 <= value <= 64.0:
+                    raise ValueError(f"defocus_max_radius must be in [1.5, 64] px, got {value}")
+            elif not 0.0 <= value <= 1.0:
                 raise ValueError(f"hard negative probability {name} must be in [0, 1], got {value}")
 
 
@@ -87,7 +93,7 @@ def apply_hard_negatives(
         sharp = blur if same else transform(sharp)
 
     if rng.random() < settings.defocus:
-        radius = float(rng.uniform(1.5, 5.0))
+        radius = float(rng.uniform(1.5, settings.defocus_max_radius))
         # Beyond the disc's reach from the mask, so blurred pixels never leak into the region.
         region = _region_outside(mask, rng, int(np.ceil(radius)) + 1)[..., None]
         both(lambda i: np.where(region, defocus(i, radius), i))

@@ -46,6 +46,7 @@ TUNABLE = (
     "context_depth",
     "centred_fraction",
     "hard_negatives",
+    "defocus_max_radius",
     "sharp_fraction",
     "threshold",
     "seed",
@@ -71,7 +72,8 @@ class PredictorTraining:
         comes first; the cosine learning-rate schedule runs over `minutes` when given;
     context_depth, threshold: None takes the model's `mask_context_depth`, `mask_threshold`;
     crop (px), batch, lr (peak, AdamW), centred_fraction (crops centred on blur),
-    hard_negatives, samples (synthetic crops when there are no pools), seed, threads (torch
+    hard_negatives (and the largest defocus radius among them, px), samples (synthetic crops
+    when there are no pools), seed, threads (torch
     CPU threads), report_every (steps between val reports and resume states).
     """
 
@@ -91,6 +93,7 @@ class PredictorTraining:
     lr: float = 2e-3
     centred_fraction: float = 0.25
     hard_negatives: bool = True
+    defocus_max_radius: float = 5.0
     samples: int = 6000
     seed: int = 0
     threads: int = 1
@@ -108,6 +111,7 @@ class PredictorTraining:
             ("batch", self.batch >= 1, ">= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("centred_fraction", 0 <= self.centred_fraction <= 1, "in [0, 1]"),
+            ("defocus_max_radius", 1.5 <= self.defocus_max_radius <= 64, "in [1.5, 64]"),
             ("sharp_fraction", 0 <= self.sharp_fraction <= 1, "in [0, 1]"),
             ("samples", self.samples >= 1 or bool(self.pools), ">= 1 without pools"),
             ("threads", self.threads >= 1, ">= 1"),

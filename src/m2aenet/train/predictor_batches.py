@@ -40,7 +40,11 @@ class Batches:
         self.crops = self.tensors = self.sharp = None
         self.sharp_fraction = settings.sharp_fraction
         if settings.pools:
-            negatives = HardNegatives() if settings.hard_negatives else None
+            negatives = (
+                HardNegatives(defocus_max_radius=settings.defocus_max_radius)
+                if settings.hard_negatives
+                else None
+            )
             if settings.sharp_photos and settings.sharp_fraction > 0:
                 from m2aenet.data.sharp_crops import SharpPhotoCrops
 
