@@ -125,12 +125,19 @@ PACKAGES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--set", choices=sorted(PACKAGES), default="extra", dest="which",
-                        help="extra: GNOME and Plasma (default); more: Enlightenment and LXQt")
+    parser.add_argument(
+        "--set",
+        choices=sorted(PACKAGES),
+        default="extra",
+        dest="which",
+        help="extra: GNOME and Plasma (default); more: Enlightenment and LXQt",
+    )
     args = parser.parse_args()
     pictures = pictures_of(args.which)
     if not pictures:
-        raise SystemExit(f"no pictures found; install first: apt-get install {PACKAGES[args.which]}")
+        raise SystemExit(
+            f"no pictures found; install first: apt-get install {PACKAGES[args.which]}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     for name, source in pictures.items():
         image = source if isinstance(source, Image.Image) else Image.open(source)

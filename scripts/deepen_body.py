@@ -28,10 +28,12 @@ def _checked_counts(old_config, wanted: dict[str, object]) -> dict[str, object]:
         if not hasattr(old_config, key):
             raise SystemExit(f"--{key.replace('_', '-')}: the model has no {key}")
         have = getattr(old_config, key)
-        pairs = zip(value, have) if isinstance(value, tuple) else [(value, have)]
-        if (isinstance(value, tuple) and len(value) != len(have)) or any(
-            new < old for new, old in pairs
-        ):
+        new_counts = tuple(value) if isinstance(value, tuple) else (value,)
+        old_counts = tuple(have) if isinstance(have, (tuple, list)) else (have,)
+        fewer = len(new_counts) != len(old_counts) or any(
+            new < old for new, old in zip(new_counts, old_counts, strict=True)
+        )
+        if fewer:
             raise SystemExit(f"--{key.replace('_', '-')} {value}: the model already has {have}")
     return wanted
 
@@ -63,13 +65,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     model = deepen(
-        args.weights, args.blocks,
-        encoder_blocks=args.encoder_blocks, decoder_blocks=args.decoder_blocks,
+        args.weights,
+        args.blocks,
+        encoder_blocks=args.encoder_blocks,
+        decoder_blocks=args.decoder_blocks,
     )
     made_by = f"deepen_body {args.weights}" + "".join(
         f" --{key.replace('_', '-')} {value}"
-        for key, value in (("blocks", args.blocks), ("encoder_blocks", args.encoder_blocks),
-                           ("decoder_blocks", args.decoder_blocks))
+        for key, value in (
+            ("blocks", args.blocks),
+            ("encoder_blocks", args.encoder_blocks),
+            ("decoder_blocks", args.decoder_blocks),
+        )
         if value is not None
     )
     print(f"wrote {save_derived_model(args.out, model, args.weights, made_by)}")

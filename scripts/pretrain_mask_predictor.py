@@ -35,8 +35,12 @@ def main() -> None:
     )
     parser.add_argument("--centred-fraction", type=float, default=0.25)
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false")
-    parser.add_argument("--defocus-max-radius", type=float, default=5.0,
-                        help="largest defocus radius (px) among the hard negatives")
+    parser.add_argument(
+        "--defocus-max-radius",
+        type=float,
+        default=5.0,
+        help="largest defocus radius (px) among the hard negatives",
+    )
     parser.add_argument("--val", type=Path, action="append", default=[])
     parser.add_argument(
         "--sharp-photos",

@@ -90,9 +90,17 @@ def test_deepening_the_body_keeps_every_output_until_training_moves_it(tmp_path:
 
 def test_deepening_a_multiscale_body_per_level_keeps_every_output(tmp_path: Path) -> None:
     deepen = _script("deepen_body")
-    small = dict(widths=(8, 12, 16), encoder_blocks=(1, 2), middle_blocks=1, decoder_blocks=(1, 1),
-                 trajectory_channels=4, analyzer_width=4, analyzer_levels=1, mask_width=4,
-                 mask_depth=1)
+    small = dict(
+        widths=(8, 12, 16),
+        encoder_blocks=(1, 2),
+        middle_blocks=1,
+        decoder_blocks=(1, 1),
+        trajectory_channels=4,
+        analyzer_width=4,
+        analyzer_levels=1,
+        mask_width=4,
+        mask_depth=1,
+    )
     torch.manual_seed(0)
     old = create_model("m2aenet-ms", **small)
     with torch.no_grad():  # trained-looking blocks: a zero last layer would hide a mix-up
@@ -100,8 +108,9 @@ def test_deepening_a_multiscale_body_per_level_keeps_every_output(tmp_path: Path
             parameter.add_(0.05 * torch.randn_like(parameter))
     save_model(tmp_path / "old.safetensors", old, {"step": 5})
     old = load_model(tmp_path / "old.safetensors")
-    new = deepen.deepen(str(tmp_path / "old.safetensors"), encoder_blocks=(3, 2),
-                        decoder_blocks=(2, 1))
+    new = deepen.deepen(
+        str(tmp_path / "old.safetensors"), encoder_blocks=(3, 2), decoder_blocks=(2, 1)
+    )
     assert [len(level) for level in new.encoder] == [3, 2]
     assert [len(level) for level in new.decoder] == [2, 1]
     assert torch.equal(new.encoder[0][0].project.weight, old.encoder[0][0].project.weight)
@@ -163,7 +172,8 @@ def test_more_photos_take_the_largest_embedded_jpeg_and_only_named_photos(
     monkeypatch.setattr(collect, "ENLIGHTENMENT", backgrounds)
     monkeypatch.setattr(collect, "LXQT", lxqt)
     found = collect.enlightenment_pictures()
-    assert list(found) == ["enlightenment-Mountain"] and found["enlightenment-Mountain"].size == (48, 8)
+    assert list(found) == ["enlightenment-Mountain"]
+    assert found["enlightenment-Mountain"].size == (48, 8)
     assert collect.largest_embedded_jpeg(backgrounds / "Squiggle.edj") is None
     assert collect.lxqt_pictures() == {"lxqt-fog": lxqt / "fog.jpg"}
 

@@ -206,10 +206,13 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
     # A stage after that one builds the same model (the swapped keys carry on).
     Path("longer.yaml").write_text(
         PREDICTOR_RECIPE.replace(
-            "ship:", "  - {name: tune2, config: tiny.yaml, overrides: [steps=1], init: previous}\nship:"
+            "ship:",
+            "  - {name: tune2, config: tiny.yaml, overrides: [steps=1], init: previous}\nship:",
         )
     )
-    assert "model.overrides.mask_context_depth=2" in stage_overrides(load_recipe("longer.yaml"), 3, out)
+    assert "model.overrides.mask_context_depth=2" in stage_overrides(
+        load_recipe("longer.yaml"), 3, out
+    )
 
     stamps = [Path(p).stat().st_mtime_ns for p in (done["shipped"], FINAL_OF_MASK)]
     again = run_recipe(recipe, progress=False)
