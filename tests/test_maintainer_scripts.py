@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from predictor_helpers import write_pool
+from test_multiscale import SMALL as SMALL_MS
 
 from m2aenet import create_model
 from m2aenet.checkpoint import load_model, save_model
 from m2aenet.models.mask_predictor import MaskPredictor
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
 SMALL = {"channels": 8, "num_blocks": 2, "mask_width": 8, "mask_depth": 1, "analyzer_width": 8}
 
 
@@ -29,6 +31,18 @@ def _checkpoint(folder: Path) -> None:
     model = create_model("m2aenet-s", **SMALL)
     for name in ("model", "ema"):
         save_model(folder / f"{name}.safetensors", model, {"step": 5})
+
+
+def _saved_trained_looking(path: Path, name: str, **config) -> torch.nn.Module:
+    """A small model with every weight moved off its init (a zero last layer would hide a
+    mix-up of blocks), saved to `path` and loaded back."""
+    torch.manual_seed(0)
+    model = create_model(name, **config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    save_model(path, model, {"step": 5})
+    return load_model(path)
 
 
 def _predictor_file(path: Path, predictor: torch.nn.Module) -> Path:
@@ -67,13 +81,7 @@ def test_the_predictor_scripts_train_and_swap_from_the_command_line(
 
 def test_deepening_the_body_keeps_every_output_until_training_moves_it(tmp_path: Path) -> None:
     deepen = _script("deepen_body")
-    torch.manual_seed(0)
-    old = create_model("m2aenet-s", **SMALL)
-    with torch.no_grad():  # trained-looking blocks: a zero last layer would hide a mix-up
-        for parameter in old.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    save_model(tmp_path / "old.safetensors", old, {"step": 5})
-    old = load_model(tmp_path / "old.safetensors")
+    old = _saved_trained_looking(tmp_path / "old.safetensors", "m2aenet-s", **SMALL)
     new = deepen.deepen(str(tmp_path / "old.safetensors"), SMALL["num_blocks"] + 3)
     assert len(new.blocks) == SMALL["num_blocks"] + 3
     x = torch.rand(1, 3, 32, 40)
@@ -90,24 +98,7 @@ def test_deepening_the_body_keeps_every_output_until_training_moves_it(tmp_path:
 
 def test_deepening_a_multiscale_body_per_level_keeps_every_output(tmp_path: Path) -> None:
     deepen = _script("deepen_body")
-    small = dict(
-        widths=(8, 12, 16),
-        encoder_blocks=(1, 2),
-        middle_blocks=1,
-        decoder_blocks=(1, 1),
-        trajectory_channels=4,
-        analyzer_width=4,
-        analyzer_levels=1,
-        mask_width=4,
-        mask_depth=1,
-    )
-    torch.manual_seed(0)
-    old = create_model("m2aenet-ms", **small)
-    with torch.no_grad():  # trained-looking blocks: a zero last layer would hide a mix-up
-        for parameter in old.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    save_model(tmp_path / "old.safetensors", old, {"step": 5})
-    old = load_model(tmp_path / "old.safetensors")
+    old = _saved_trained_looking(tmp_path / "old.safetensors", "m2aenet-ms", **SMALL_MS)
     new = deepen.deepen(
         str(tmp_path / "old.safetensors"), encoder_blocks=(3, 2), decoder_blocks=(2, 1)
     )
