@@ -28,6 +28,10 @@ def main() -> None:
         help="its mask_width and mask_depth (--init model weights: theirs instead)",
     )
     parser.add_argument("--context-depth", type=int, default=0, help="context branch convs")
+    parser.add_argument(
+        "--mask-width", type=int, help="channels (without --init; default: --model's)"
+    )
+    parser.add_argument("--mask-depth", type=int, help="full-resolution layers (without --init)")
     parser.add_argument("--init", help="start from the predictor in these model weights")
     parser.add_argument("--out", type=Path, required=True, help="write the trained predictor")
     parser.add_argument(
@@ -61,7 +65,18 @@ def main() -> None:
     parser.add_argument("--report-every", type=int, default=1000)
     args = parser.parse_args()
     try:
+        shape = {
+            key: value
+            for key, value in (("mask_width", args.mask_width), ("mask_depth", args.mask_depth))
+            if value is not None
+        }
+        if shape and args.init:
+            raise SystemExit(
+                "error: --mask-width/--mask-depth shape a new predictor; not with --init"
+            )
         model = {"model": args.model, **(model_of(args.init) if args.init else {})}
+        if shape:
+            model["model_overrides"] = shape
         settings = PredictorTraining(
             **model,
             init=args.init,

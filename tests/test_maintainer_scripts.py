@@ -77,6 +77,19 @@ def test_the_predictor_scripts_train_and_swap_from_the_command_line(
     _predictor_file(wide, MaskPredictor(16, 1))
     with pytest.raises(SystemExit, match="error: .*the predictor does not fit"):
         _script("swap_mask_predictor").main()
+    # A new predictor of another shape, from scratch.
+    from m2aenet.train.predictor_weights import predictor_tensors
+
+    shaped = tmp_path / "shaped.safetensors"
+    argv = ["pretrain_mask_predictor.py", "--pool", str(pool), "--mask-width", "12"]
+    argv += ["--mask-depth", "1", "--out", str(shaped), "--steps", "1", "--crop", "32"]
+    monkeypatch.setattr("sys.argv", argv)
+    _script("pretrain_mask_predictor").main()
+    widths = {tensor.shape[0] for tensor in predictor_tensors(shaped).values() if tensor.ndim == 4}
+    assert 12 in widths and 16 not in widths  # not the default model's 16 channels
+    monkeypatch.setattr("sys.argv", [*argv, "--init", str(tmp_path / "ema.safetensors")])
+    with pytest.raises(SystemExit, match="not with --init"):
+        _script("pretrain_mask_predictor").main()
 
 
 def test_deepening_the_body_keeps_every_output_until_training_moves_it(tmp_path: Path) -> None:
