@@ -31,6 +31,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from m2aenet.recipe.datasets import DEFAULT_PHOTO_SET, PHOTO_SETS
+
 PLASMA = Path("/usr/share/wallpapers")
 GNOME = Path("/usr/share/backgrounds/gnome")
 SIZE = re.compile(r"^(\d+)x(\d+)$")
@@ -111,15 +113,9 @@ def lxqt_pictures() -> dict[str, Path]:
 
 
 def pictures_of(which: str) -> dict[str, Path | Image.Image]:
-    if which == "extra":
+    if which == DEFAULT_PHOTO_SET:
         return {**plasma_pictures(), **gnome_pictures()}
     return {**enlightenment_pictures(), **lxqt_pictures()}
-
-
-PACKAGES = {
-    "extra": "gnome-backgrounds plasma-workspace-wallpapers",
-    "more": "enlightenment-data lxqt-themes",
-}
 
 
 def main() -> None:
@@ -127,8 +123,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--set",
-        choices=sorted(PACKAGES),
-        default="extra",
+        choices=sorted(PHOTO_SETS),
+        default=DEFAULT_PHOTO_SET,
         dest="which",
         help="extra: GNOME and Plasma (default); more: Enlightenment and LXQt",
     )
@@ -136,7 +132,7 @@ def main() -> None:
     pictures = pictures_of(args.which)
     if not pictures:
         raise SystemExit(
-            f"no pictures found; install first: apt-get install {PACKAGES[args.which]}"
+            f"no pictures found; install first: apt-get install {PHOTO_SETS[args.which][1]}"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     for name, source in pictures.items():

@@ -22,6 +22,8 @@ from m2aenet.data.synth_degrade import jpeg_roundtrip
 from m2aenet.imageio import to_uint8
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Defocus radii (px): the smallest drawn, and the largest a setting may ask for.
+MIN_DEFOCUS_RADIUS, MAX_DEFOCUS_RADIUS = 1.5, 64.0
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,11 @@ class HardNegatives:
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if name == "defocus_max_radius":
-                if not 1.5 <= value <= 64.0:
-                    raise ValueError(f"defocus_max_radius must be in [1.5, 64] px, got {value}")
+                if not MIN_DEFOCUS_RADIUS <= value <= MAX_DEFOCUS_RADIUS:
+                    raise ValueError(
+                        f"defocus_max_radius must be in [{MIN_DEFOCUS_RADIUS:g}, "
+                        f"{MAX_DEFOCUS_RADIUS:g}] px, got {value}"
+                    )
             elif not 0.0 <= value <= 1.0:
                 raise ValueError(f"hard negative probability {name} must be in [0, 1], got {value}")
 
@@ -93,7 +98,7 @@ def apply_hard_negatives(
         sharp = blur if same else transform(sharp)
 
     if rng.random() < settings.defocus:
-        radius = float(rng.uniform(1.5, settings.defocus_max_radius))
+        radius = float(rng.uniform(MIN_DEFOCUS_RADIUS, settings.defocus_max_radius))
         # Beyond the disc's reach from the mask, so blurred pixels never leak into the region.
         region = _region_outside(mask, rng, int(np.ceil(radius)) + 1)[..., None]
         both(lambda i: np.where(region, defocus(i, radius), i))

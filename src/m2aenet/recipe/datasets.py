@@ -19,22 +19,32 @@ PACKAGED_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "recipe.yaml
 
 DataState = Literal["made", "missing"]
 
-# The photo folders the shipped recipe reads besides the splits' own photos, and how each is
-# gathered (Debian wallpaper packages; scripts/collect_extra_photos.py).
-PHOTO_FOLDERS = {
-    "data/photos-extra": "apt-get install gnome-backgrounds plasma-workspace-wallpapers && "
-    "python scripts/collect_extra_photos.py --out data/photos-extra",
-    "data/photos-more": "apt-get install enlightenment-data lxqt-themes && "
-    "python scripts/collect_extra_photos.py --set more --out data/photos-more",
+# The photo sets the shipped recipe reads besides the splits' own photos (set name of
+# scripts/collect_extra_photos.py: the folder it is gathered into, its Debian packages).
+PHOTO_SETS = {
+    "extra": ("data/photos-extra", "gnome-backgrounds plasma-workspace-wallpapers"),
+    "more": ("data/photos-more", "enlightenment-data lxqt-themes"),
 }
+DEFAULT_PHOTO_SET = "extra"
+
+
+def gather_command(name: str) -> str:
+    """The shell command that gathers a photo set into the recipe's folder."""
+    folder, packages = PHOTO_SETS[name]
+    choice = "" if name == DEFAULT_PHOTO_SET else f" --set {name}"
+    return (
+        f"apt-get install {packages} && "
+        f"python scripts/collect_extra_photos.py{choice} --out {folder}"
+    )
 
 
 def check_photo_folder(folder: str | Path, use: str) -> None:
     """InputError naming a missing photo folder and, for the recipe's own, how it is gathered."""
     if Path(folder).exists():
         return
-    gather = PHOTO_FOLDERS.get(Path(folder).as_posix().rstrip("/"))
-    hint = f"; the recipe's is gathered with: {gather}" if gather else ""
+    wanted = Path(folder).as_posix().rstrip("/")
+    name = next((name for name, (known, _) in PHOTO_SETS.items() if known == wanted), None)
+    hint = f"; the recipe's is gathered with: {gather_command(name)}" if name else ""
     raise InputError(f"{folder}: {use} not found{hint}")
 
 

@@ -71,11 +71,8 @@ def file_digest(path: Path) -> str | None:
     """SHA-256 of a file's bytes; None if it is not there."""
     if not path.is_file():
         return None
-    digest = hashlib.sha256()
     with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _state_fits(folder: Path, start_digest: str | None) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from m2aenet.data.datasets import PairedImageDataset
+from m2aenet.data.hard_negatives import MAX_DEFOCUS_RADIUS, MIN_DEFOCUS_RADIUS
 from m2aenet.errors import ConfigError
 from m2aenet.losses import mask_loss
 from m2aenet.models.frontend import SIZE_MULTIPLE, pad_to_multiple
@@ -111,7 +112,11 @@ class PredictorTraining:
             ("batch", self.batch >= 1, ">= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("centred_fraction", 0 <= self.centred_fraction <= 1, "in [0, 1]"),
-            ("defocus_max_radius", 1.5 <= self.defocus_max_radius <= 64, "in [1.5, 64]"),
+            (
+                "defocus_max_radius",
+                MIN_DEFOCUS_RADIUS <= self.defocus_max_radius <= MAX_DEFOCUS_RADIUS,
+                f"in [{MIN_DEFOCUS_RADIUS:g}, {MAX_DEFOCUS_RADIUS:g}]",
+            ),
             ("sharp_fraction", 0 <= self.sharp_fraction <= 1, "in [0, 1]"),
             ("samples", self.samples >= 1 or bool(self.pools), ">= 1 without pools"),
             ("threads", self.threads >= 1, ">= 1"),
