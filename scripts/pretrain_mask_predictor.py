@@ -29,6 +29,9 @@ def main() -> None:
     )
     parser.add_argument("--context-depth", type=int, default=0, help="context branch convs")
     parser.add_argument(
+        "--cues", action="store_true", help="add the directional blur cues (zero at the start)"
+    )
+    parser.add_argument(
         "--mask-width", type=int, help="channels (without --init; default: --model's)"
     )
     parser.add_argument("--mask-depth", type=int, help="full-resolution layers (without --init)")
@@ -87,6 +90,7 @@ def main() -> None:
             steps=None if args.minutes else args.steps,
             minutes=args.minutes or None,
             context_depth=args.context_depth,
+            cues=True if args.cues else None,
             threshold=args.threshold,
             crop=args.crop,
             batch=args.batch,

@@ -130,6 +130,24 @@ def test_deepening_a_multiscale_body_per_level_keeps_every_output(tmp_path: Path
         deepen.deepen(str(tmp_path / "old.safetensors"), 4)
 
 
+def test_trajectory_sampling_grown_into_finer_levels_keeps_every_output(tmp_path: Path) -> None:
+    deepen = _script("deepen_body")
+    old = _saved_trained_looking(tmp_path / "old.safetensors", "m2aenet-ms", **SMALL_MS)
+    assert old.config.trajectory_from_level == 2
+    new = deepen.deepen(str(tmp_path / "old.safetensors"), trajectory_from_level=0)
+    assert new.config.trajectory_from_level == 0
+    assert all(block.samples_trajectory for block in new.encoder[0])
+    x = torch.rand(1, 3, 32, 40)
+    mask = (torch.rand(1, 1, 32, 40) > 0.5).float()
+    with torch.no_grad():
+        assert torch.allclose(new(x, mask=mask).image, old(x, mask=mask).image, atol=1e-6)
+        new.reparameterize()
+        old.reparameterize()
+        assert torch.allclose(new(x, mask=mask).image, old(x, mask=mask).image, atol=1e-5)
+    with pytest.raises(SystemExit, match="samples from level 2 already"):
+        deepen.deepen(str(tmp_path / "old.safetensors"), trajectory_from_level=2)
+
+
 def test_extra_photos_take_one_size_per_wallpaper_and_skip_placeholders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

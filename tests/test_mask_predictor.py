@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from m2aenet.models.mask_predictor import (
+    CUE_CHANNELS,
     MaskPredictor,
+    blur_cues,
     dilate_mask,
     gradient_magnitudes,
     hard_mask,
@@ -65,3 +67,39 @@ def test_gradient_magnitudes_of_a_step_edge() -> None:
     expected_x[:, 2] = 0.6
     torch.testing.assert_close(grads[0, 0], expected_x)
     assert grads[0, 1].abs().max() == 0  # no change along y
+
+
+def _textured(seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+def test_blur_cues_fall_along_the_blur_and_not_across_it() -> None:
+    sharp = _textured()
+    box = torch.ones(3, 1, 1, 9) / 9  # 9 px of horizontal motion
+    blurred = F.conv2d(sharp, box, padding=(0, 4), groups=3)
+    inner = (..., slice(3, -3), slice(3, -3))  # cells away from the zero padding
+    drop = (blur_cues(sharp) - blur_cues(blurred))[inner].mean(dim=(0, 2, 3))
+    assert blur_cues(sharp).shape == (1, CUE_CHANNELS, 16, 16)
+    horizontal, vertical = drop[0], drop[1]  # level 0: 0 and 90 degrees
+    assert horizontal > 1.0  # fine differences along the motion lose > 10x their energy
+    assert horizontal - vertical > 0.5  # and far more than across it
+
+
+def test_blur_cues_shift_alike_when_only_the_contrast_changes() -> None:
+    image = _textured(1)
+    faint = 0.5 + 0.5 * (image - 0.5)  # half the contrast: every energy / 4
+    cues = blur_cues(image)
+    shift = blur_cues(faint) - cues
+    strong = cues > 0.5  # energies far above the floor, which bends the log below ~1e-4
+    assert strong.float().mean() > 0.5
+    expected = torch.full_like(shift[strong], -0.6021)  # log10(1/4)
+    torch.testing.assert_close(shift[strong], expected, atol=0.01, rtol=0)
+
+
+def test_a_predictor_given_cues_reads_them() -> None:
+    predictor = MaskPredictor(width=8, depth=1, cues=True)
+    x = _textured(2)
+    with torch.no_grad():
+        before = predictor(x)[0]
+        predictor.cues.weight.normal_()
+        assert not torch.equal(predictor(x)[0], before)

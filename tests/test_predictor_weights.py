@@ -127,3 +127,25 @@ def test_a_deeper_context_branch_starts_as_the_shallower_one(tmp_path: Path) -> 
     with torch.no_grad():
         assert (shallow(x)[0] - deep(x)[0]).abs().max() < 1e-5
         assert shallow.context(torch.rand(2, 8, 16, 16)).abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_cues_join_a_warm_start_at_zero_and_the_swap_turns_them_on(
+    tmp_path: Path, name: str
+) -> None:
+    weights = write_model(tmp_path / "ema.safetensors", name)
+    old = load_model(weights)
+    config = old.config
+    trained = MaskPredictor(
+        config.mask_width, config.mask_depth, config.mask_context_depth, cues=True
+    )
+    initial_weights(trained, weights)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(trained(x)[0], old.mask_predictor(x)[0])
+        trained.cues.weight.add_(0.1)
+    path = save_predictor(tmp_path / "cues.safetensors", trained)
+    new = load_model(swap_mask_predictor(weights, path, tmp_path / "swapped.safetensors"))
+    assert new.config.mask_cues and not old.config.mask_cues
+    with torch.no_grad():
+        assert torch.equal(new.mask_predictor(x)[0], trained(x)[0])

@@ -133,7 +133,7 @@ def add_cell_residual(
 class MaskMotionFrontEnd(nn.Module):
     """Mask predictor + motion analyzer; subclasses add the restoration body.
 
-    Reads from `config`: mask_width, mask_depth, mask_context_depth, analyzer_stem,
+    Reads from `config`: mask_width, mask_depth, mask_context_depth, mask_cues, analyzer_stem,
     analyzer_stem_context_depth, analyzer_width, analyzer_levels, motion_scale,
     mask_threshold, mask_dilation, whole_frame_fraction, trajectory_points.
     """
@@ -145,7 +145,7 @@ class MaskMotionFrontEnd(nn.Module):
         super().__init__()
         self.config = config
         self.mask_predictor = MaskPredictor(
-            config.mask_width, config.mask_depth, config.mask_context_depth
+            config.mask_width, config.mask_depth, config.mask_context_depth, config.mask_cues
         )
         self.analyzer_stem = (
             analyzer_stem(config.mask_width, config.mask_depth, config.analyzer_stem_context_depth)

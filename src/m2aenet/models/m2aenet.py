@@ -61,6 +61,7 @@ class M2AENetConfig:
     mlp_ratio:           hidden width of each block's channel MLP, relative to C
     mask_width, mask_depth: mask predictor width and number of 3x3 convs at 1/4 size
     mask_context_depth:  3x3 convs of the predictor's context branch at 1/8 size (0: none)
+    mask_cues:           the predictor also reads `blur_cues` (directional log energies)
     analyzer_stem:       the motion analyzer computes its own features of the image (a trunk
                          of `mask_width`, `mask_depth`) instead of reading the predictor's, so
                          the predictor can be retrained or replaced without moving the
@@ -90,6 +91,7 @@ class M2AENetConfig:
     mask_width: int = 16
     mask_depth: int = 2
     mask_context_depth: int = 0
+    mask_cues: bool = False
     analyzer_stem: bool = False
     analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16

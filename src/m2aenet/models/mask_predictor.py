@@ -66,6 +66,51 @@ def trunk_input(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, 4.0 * gradient_magnitudes(x)], dim=1)
 
 
+#: Channels of `blur_cues`: 4 directions x 3 pyramid levels.
+CUE_CHANNELS = 12
+CUE_FLOOR = 1e-5  # energy floor: about the variance of 8-bit quantization noise and JPEG
+
+
+def _directional_differences(luma: torch.Tensor) -> list[torch.Tensor]:
+    """Neighbour differences of (B, 1, H, W) luma along 0, 90, 45 and 135 degrees, each
+    padded back to (B, 1, H, W) by repeating the border's (zeros would read as blur there)."""
+    horizontal = luma[..., :, 1:] - luma[..., :, :-1]
+    vertical = luma[..., 1:, :] - luma[..., :-1, :]
+    diagonal = luma[..., 1:, 1:] - luma[..., :-1, :-1]
+    anti = luma[..., 1:, :-1] - luma[..., :-1, 1:]
+    return [
+        F.pad(horizontal, (0, 1, 0, 0), mode="replicate"),
+        F.pad(vertical, (0, 0, 0, 1), mode="replicate"),
+        F.pad(diagonal, (0, 1, 0, 1), mode="replicate"),
+        F.pad(anti, (1, 0, 0, 1), mode="replicate"),
+    ]
+
+
+def blur_cues(x: torch.Tensor) -> torch.Tensor:
+    """Directional, contrast-free blur evidence of x (B, 3, H, W) at 1/4 size: (B, 12, H/4, W/4).
+
+    For each level of a luma pyramid (1, 1/2, 1/4) and each of 4 directions, the log10 of the
+    mean squared neighbour difference over the pixels of a 4x4 cell (of the full image). Blur
+    of length L along a direction makes fine differences along it small next to coarse ones
+    (energy grows with the level until 2^level ~ L) while across it the levels stay alike;
+    defocus does so in every direction; noise and sharp texture in none. Logs turn those
+    ratios into differences a linear layer reads, whatever the local contrast: the trunk's
+    4x4-patch conv of gradient magnitudes cannot divide, and marked flat sky and bokeh.
+    H and W must be multiples of 4.
+    """
+    luma = x.float().mean(dim=1, keepdim=True)
+    cues = []
+    for level in range(3):
+        if level:
+            luma = F.avg_pool2d(luma, 2)
+        energies = torch.cat([d.square() for d in _directional_differences(luma)], dim=1)
+        cell = 4 >> level  # pixels of this level per 1/4-size cell, along each axis
+        if cell > 1:
+            energies = F.avg_pool2d(energies, cell)
+        cues.append(torch.log10(energies + CUE_FLOOR) + 3.0)  # about [-2, 1]
+    return torch.cat(cues, dim=1)
+
+
 def dilated_convs(width: int, depth: int) -> list[nn.Module]:
     """`depth` (3x3 conv, ReLU) pairs of `width` channels, dilations 1, 2, 4, 8, 8, ..."""
     layers: list[nn.Module] = []
@@ -125,20 +170,33 @@ class MaskPredictor(nn.Module):
     forward(x (B, 3, H, W), H and W multiples of 8) -> (logits (B, 1, H/4, W/4),
     features (B, width, H/4, W/4)). A `feature_trunk`, then, with `context_depth` > 0, a
     `ContextBranch` at 1/8 size, then a 1x1 head. The features are what the motion analyzer
-    reads when it has no trunk of its own (`M2AENetConfig.analyzer_stem`).
+    reads when it has no trunk of its own (`M2AENetConfig.analyzer_stem`). With `cues`, the
+    `blur_cues` enter the trunk's first layer through a 1x1 conv that starts at zero, so a
+    predictor given them starts exactly as it was without.
     """
 
-    def __init__(self, width: int = 24, depth: int = 4, context_depth: int = 0) -> None:
+    def __init__(
+        self, width: int = 24, depth: int = 4, context_depth: int = 0, cues: bool = False
+    ) -> None:
         super().__init__()
         self.features = feature_trunk(width, depth)
         self.context = ContextBranch(width, context_depth) if context_depth > 0 else None
         self.head = nn.Conv2d(width, 1, 1)
+        self.cues = nn.Conv2d(CUE_CHANNELS, width, 1) if cues else None
+        if self.cues is not None:
+            nn.init.zeros_(self.cues.weight)
+            nn.init.zeros_(self.cues.bias)
 
     def forward(
         self, x: torch.Tensor, inputs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`inputs`: `trunk_input(x)`, when the caller has computed it already (to share it)."""
-        features = self.features(trunk_input(x) if inputs is None else inputs)
+        inputs = trunk_input(x) if inputs is None else inputs
+        if self.cues is None:
+            features = self.features(inputs)
+        else:  # the cues join the patch conv before its ReLU
+            patches = self.features[0](inputs)
+            features = self.features[1:](patches + self.cues(blur_cues(x)).to(patches.dtype))
         if self.context is not None:
             features = self.context(features)
         return self.head(features), features

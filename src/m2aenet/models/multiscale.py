@@ -92,6 +92,7 @@ class M2AENetMSConfig:
     mask_width: int = 16
     mask_depth: int = 2
     mask_context_depth: int = 3
+    mask_cues: bool = False
     analyzer_stem: bool = False
     analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16

@@ -25,7 +25,12 @@ SHIP_FOLDER = "ship"
 # What a predictor stage changes in the model's config (`swap_predictor`): every later training
 # stage that starts from its weights, directly or through other stages, builds its model with
 # the same values, or they would not load.
-SWAPPED_MODEL_KEYS = ("analyzer_stem", "analyzer_stem_context_depth", "mask_context_depth")
+SWAPPED_MODEL_KEYS = (
+    "analyzer_stem",
+    "analyzer_stem_context_depth",
+    "mask_context_depth",
+    "mask_cues",
+)
 
 
 def stage_overrides(recipe: Recipe, index: int, out: Path) -> list[str]:

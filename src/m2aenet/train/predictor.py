@@ -45,6 +45,7 @@ TUNABLE = (
     "batch",
     "lr",
     "context_depth",
+    "cues",
     "centred_fraction",
     "hard_negatives",
     "defocus_max_radius",
@@ -71,7 +72,8 @@ class PredictorTraining:
         everywhere (`data.sharp_crops`), drawn for this share of each batch (with pools only);
     steps, minutes: stop at `steps` optimizer steps or after `minutes` of training, whichever
         comes first; the cosine learning-rate schedule runs over `minutes` when given;
-    context_depth, threshold: None takes the model's `mask_context_depth`, `mask_threshold`;
+    context_depth, cues, threshold: None takes the model's `mask_context_depth`, `mask_cues`,
+        `mask_threshold` (cues added to a warm start begin at zero: `MaskPredictor`);
     crop (px), batch, lr (peak, AdamW), centred_fraction (crops centred on blur),
     hard_negatives (and the largest defocus radius among them, px), samples (synthetic crops
     when there are no pools), seed, threads (torch
@@ -88,6 +90,7 @@ class PredictorTraining:
     steps: int | None = 12000
     minutes: float | None = None
     context_depth: int | None = None
+    cues: bool | None = None
     threshold: float | None = None
     crop: int = 160
     batch: int = 8
@@ -140,6 +143,7 @@ class PredictorTraining:
             context_depth=(
                 config.mask_context_depth if self.context_depth is None else self.context_depth
             ),
+            cues=config.mask_cues if self.cues is None else self.cues,
             threshold=config.mask_threshold if self.threshold is None else self.threshold,
         )
 
@@ -217,14 +221,16 @@ def score(
 
 
 def build_predictor(settings: PredictorTraining) -> MaskPredictor:
-    """The model's predictor (its width and depth, the settings' context depth), warm-started
-    from `settings.init` when given."""
+    """The model's predictor (its width and depth, the settings' context depth and cues),
+    warm-started from `settings.init` when given."""
     from m2aenet.train.predictor_weights import initial_weights
 
     settings = settings.resolved()
     config = settings.model_settings()
     torch.manual_seed(settings.seed)
-    net = MaskPredictor(config.mask_width, config.mask_depth, settings.context_depth)
+    net = MaskPredictor(
+        config.mask_width, config.mask_depth, settings.context_depth, bool(settings.cues)
+    )
     if settings.init:
         initial_weights(net, settings.init)
     return net

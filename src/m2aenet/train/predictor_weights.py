@@ -91,15 +91,16 @@ def initial_weights(net: MaskPredictor, source: str | Path) -> None:
     """Start `net` from the predictor inside `source` (model weights, a predictor file, or a
     shipped name); CheckpointError if it does not fit.
 
-    The context branch may be new (it starts at zero) or deeper (`deepen_context`): either
-    way the warm-started predictor begins exactly where the source's was.
+    The context branch may be new (it starts at zero) or deeper (`deepen_context`), and the
+    cue input may be new (it starts at zero): either way the warm-started predictor begins
+    exactly where the source's was.
     """
     predictor = deepen_context(predictor_tensors(source), net)
     try:
         missing, unexpected = net.load_state_dict(predictor, strict=False)
     except RuntimeError as error:  # shapes
         raise CheckpointError(f"{source}: predictor does not fit ({error})") from error
-    if unexpected or any(not key.startswith("context.") for key in missing):
+    if unexpected or any(not key.startswith(("context.", "cues.")) for key in missing):
         raise CheckpointError(f"{source}: predictor does not fit ({missing=}, {unexpected=})")
 
 
@@ -109,11 +110,15 @@ def swap_predictor(weights: str | Path, predictor: dict[str, torch.Tensor]) -> n
     Models whose analyzer still reads the predictor's features are first upgraded to
     `analyzer_stem: true`, with the stem a copy of the old predictor without its head (trunk,
     and context branch if it has one: `analyzer_stem_context_depth`), so the analyzer's input
-    stays exactly what it was trained on; the config's `mask_context_depth` becomes the new
-    predictor's (read from its tensors). Every other tensor is kept as it was.
+    stays exactly what it was trained on; the config's `mask_context_depth` and `mask_cues`
+    become the new predictor's (read from its tensors). Every other tensor is kept as it was.
     """
     old = load_model(weights)
-    changes = {"analyzer_stem": True, "mask_context_depth": context_depth(predictor)}
+    changes = {
+        "analyzer_stem": True,
+        "mask_context_depth": context_depth(predictor),
+        "mask_cues": "cues.weight" in predictor,
+    }
     if old.analyzer_stem is None:
         changes["analyzer_stem_context_depth"] = old.config.mask_context_depth
     config = dataclasses.replace(old.config, **changes)
