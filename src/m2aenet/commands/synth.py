@@ -69,6 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--realism-set",
         nargs="+",
+        action="extend",  # repeating the flag adds to the list (it used to keep the last only)
         metavar="KEY=VALUE",
         help="change --realism settings, e.g. max_area=0.3 camera.jpeg=0.8 (keys in docs/data.md)",
     )

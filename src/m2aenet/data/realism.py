@@ -3,9 +3,10 @@
 The default engine moves 1-3 feathered blobs over a clean photo. A model trained on that learns
 blobs: on real photos it missed moving cars and marked sharp shirts (issue 19). With `Realism`,
 a local scene has 1-4 objects whose outlines come from real photo structure (merged image
-segments, cut by or joined with polygons for straight edges, thin limbs; blobs stay one kind
-among others), up to 40% of the frame, cut from other photos or from the background photo
-itself (what they uncover is inpainted); limbs may swing about a joint while the body moves,
+segments, cut by or joined with polygons for straight edges, thin limbs; photographed objects
+with their own alpha, `cutouts.py`; blobs stay one kind among others), up to 40% of the
+frame, cut from other photos or from the background photo itself (what they uncover is
+inpainted); limbs may swing about a joint while the body moves,
 objects may approach or recede; and every frame goes through a random camera (`camera.py`).
 
 `Realism` is a typed settings record (frozen dataclass); `realism_from_overrides` builds one
@@ -34,7 +35,7 @@ from m2aenet.data.segment_shapes import (
 from m2aenet.data.synth_shapes import object_alpha
 from m2aenet.errors import InputError
 
-SHAPE_KINDS = ("segment", "polygon", "blob")
+SHAPE_KINDS = ("segment", "polygon", "blob", "cutout")
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32) / 255.0
 # Mean luma step between neighbouring pixels (0-1 scale) a same-photo cut-out needs: sky and
 # smooth gradients have 0.002-0.003, defocused backgrounds about 0.005; crops of the train photos
@@ -46,10 +47,13 @@ _MIN_SAME_PHOTO_EDGES = 0.008
 class Realism:
     """How realistic local scenes are drawn. Weights are relative; rates are probabilities.
 
-    segment / polygon / blob: weights of the shape kinds (merged photo segments; segments cut by
-    or joined with a polygon; the default engine's noisy ellipses). same_photo: share of
-    segment/polygon objects cut from the background photo at their own place (the hole they
-    leave is inpainted). max_objects: 1..max_objects objects per image (fewer more likely).
+    segment / polygon / blob / cutout: weights of the shape kinds (merged photo segments;
+    segments cut by or joined with a polygon; the default engine's noisy ellipses;
+    photographed objects with their own alpha from the folder `cutouts`, which a cutout
+    weight > 0 needs; weight 0 draws nothing, so data made before stays the same).
+    same_photo: share of segment/polygon objects cut from the background photo at their own
+    place (the hole they leave is inpainted). max_objects: 1..max_objects objects per image
+    (fewer more likely).
     min_area / max_area: object area as a share of the frame, log-uniform (the largest object
     of an image may reach max_area; more objects are smaller). thin_part: rate of a thin limb
     attached to an object; joint: rate that the limb swings about its joint while the body
@@ -71,12 +75,16 @@ class Realism:
     joint: float = 0.6
     approach: float = 0.15
     ghosting: float = 0.0
+    cutout: float = 0.0
+    cutouts: str | None = None
     camera: CameraRates = field(default_factory=CameraRates)
 
     def __post_init__(self) -> None:
-        weights = (self.segment, self.polygon, self.blob)
+        weights = (self.segment, self.polygon, self.blob, self.cutout)
         if min(weights) < 0.0 or sum(weights) <= 0.0:
             raise ValueError(f"shape weights must be >= 0 with a positive sum, got {weights}")
+        if self.cutout > 0.0 and not self.cutouts:
+            raise ValueError("cutout > 0 needs cutouts=FOLDER (scripts/collect_cutouts.py)")
         for name in ("same_photo", "thin_part", "joint", "approach", "ghosting"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -110,6 +118,8 @@ def realism_from_overrides(overrides: Sequence[str] = ()) -> Realism:
         try:
             if key.startswith("camera.") and key[7:] in camera_fields:
                 camera[key[7:]] = float(text)
+            elif key == "cutouts":
+                top[key] = text.strip()
             elif key in top_fields:
                 top[key] = int(text) if key == "max_objects" else float(text)
             else:
@@ -138,6 +148,11 @@ class SceneObject:
 
 # (rng, (h, w)) -> (texture uint8 (h, w, 3), description of where it came from)
 TexturePicker = Callable[[np.random.Generator, tuple[int, int]], tuple[np.ndarray, dict]]
+# (rng, opaque area in px, largest (h, w)) -> (texture uint8, alpha float32, description):
+# `cutouts.Cutouts.pick`
+CutoutPicker = Callable[
+    [np.random.Generator, float, tuple[int, int]], tuple[np.ndarray, np.ndarray, dict]
+]
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -176,8 +191,10 @@ def realistic_objects(
     rng: np.random.Generator,
     settings: Realism,
     blur_range: tuple[float, float],
+    pick_cutout: CutoutPicker | None = None,
 ) -> tuple[np.ndarray, list[SceneObject]]:
-    """Draw a realistic scene over uint8 `background` (H, W, 3).
+    """Draw a realistic scene over uint8 `background` (H, W, 3); `pick_cutout` serves the
+    cutout kind (needed when its weight is > 0).
 
     Returns the background with the holes of same-photo objects filled, and the objects bottom
     to top (a swinging limb follows its body as an object of its own, sharing its box).
@@ -186,7 +203,12 @@ def realistic_objects(
     frame = height * width
     count = object_count(rng, settings)
     high = max(settings.min_area, settings.max_area / math.sqrt(count))
-    weights = np.array([settings.segment, settings.polygon, settings.blob])
+    # The cutout kind joins the draw only when weighted, so older settings draw as before.
+    kinds = SHAPE_KINDS if settings.cutout > 0 else SHAPE_KINDS[:3]
+    weights = np.array([settings.segment, settings.polygon, settings.blob, settings.cutout])
+    weights = weights[: len(kinds)]
+    if settings.cutout > 0 and pick_cutout is None:
+        raise InputError("the realism settings weight cut-outs, but none were given")
     original = background
     objects: list[SceneObject] = []
     for index in range(count):
@@ -195,7 +217,14 @@ def realistic_objects(
             if index
             else _log_uniform(rng, settings.min_area, settings.max_area)
         )
-        kind = SHAPE_KINDS[int(rng.choice(3, p=weights / weights.sum()))]
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        if kind == "cutout":
+            largest = (int(0.95 * height), int(0.95 * width))
+            texture, alpha, source = pick_cutout(rng, area * frame, largest)
+            objects.append(
+                _moving_cutout(texture, alpha, source, rng, settings, blur_range, (height, width))
+            )
+            continue
         fill = rng.uniform(0.35, 0.7) if kind != "blob" else 0.7
         aspect = _log_uniform(rng, 0.5, 2.0)
         box_area = area * frame / fill
@@ -256,6 +285,27 @@ def realistic_objects(
         part = {"shape": "limb", "part_of": len(objects) - 1, **source}
         objects.append(SceneObject(texture, limb_alpha, top, left, part_motion, part))
     return background, objects
+
+
+def _moving_cutout(
+    texture: np.ndarray,
+    alpha: np.ndarray,
+    source: dict,
+    rng: np.random.Generator,
+    settings: Realism,
+    blur_range: tuple[float, float],
+    frame: tuple[int, int],
+) -> SceneObject:
+    """A cut-out placed as other photos' objects are (its box may overhang the frame by 15%)
+    with an object motion of its own."""
+    h, w = alpha.shape
+    top = round(rng.uniform(-0.15 * h, frame[0] - 1 + 0.15 * h) - (h - 1) / 2)
+    left = round(rng.uniform(-0.15 * w, frame[1] - 1 + 0.15 * w) - (w - 1) / 2)
+    length = _log_uniform(rng, *blur_range)
+    motion_kind = "approach" if rng.random() < settings.approach else None
+    motion = sample_object_motion(rng, length, radius=0.4 * max(h, w), kind=motion_kind)
+    described = {"shape": "cutout", "same_photo": False, **source}
+    return SceneObject(texture, alpha, top, left, motion, described)
 
 
 def _within_blur_range(
