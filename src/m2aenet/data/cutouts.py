@@ -58,7 +58,6 @@ class Cutouts:
     """The cut-outs of a folder, decoded once each, drawn at a wanted area."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
         self.paths = cutout_paths(folder)
         self._loaded: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 

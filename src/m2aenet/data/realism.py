@@ -221,9 +221,10 @@ def realistic_objects(
         if kind == "cutout":
             largest = (int(0.95 * height), int(0.95 * width))
             texture, alpha, source = pick_cutout(rng, area * frame, largest)
-            objects.append(
-                _moving_cutout(texture, alpha, source, rng, settings, blur_range, (height, width))
-            )
+            top, left = _overhanging_place(rng, alpha.shape, (height, width))
+            motion = _object_motion(rng, settings, blur_range, alpha.shape)
+            described = {"shape": "cutout", "same_photo": False, **source}
+            objects.append(SceneObject(texture, alpha, top, left, motion, described))
             continue
         fill = rng.uniform(0.35, 0.7) if kind != "blob" else 0.7
         aspect = _log_uniform(rng, 0.5, 2.0)
@@ -241,8 +242,7 @@ def realistic_objects(
             same = _edge_strength(texture) >= _MIN_SAME_PHOTO_EDGES
         if not same:
             texture, source = pick_texture(rng, (h, w))
-            top = round(rng.uniform(-0.15 * h, height - 1 + 0.15 * h) - (h - 1) / 2)
-            left = round(rng.uniform(-0.15 * w, width - 1 + 0.15 * w) - (w - 1) / 2)
+            top, left = _overhanging_place(rng, (h, w), (height, width))
         feather = float(rng.uniform(0.5, 1.5))
         max_pixels = int(settings.max_area * frame)
         if kind == "blob":
@@ -261,9 +261,7 @@ def realistic_objects(
         full = hard if limb is None else hard | limb
         if same:
             background = fill_behind(background, full, top, left)
-        length = _log_uniform(rng, *blur_range)
-        motion_kind = "approach" if rng.random() < settings.approach else None
-        motion = sample_object_motion(rng, length, radius=0.4 * max(h, w), kind=motion_kind)
+        motion = _object_motion(rng, settings, blur_range, (h, w))
         described = {"shape": kind, "same_photo": same, **source}
         full_alpha = feathered_alpha(full, feather)
         if limb is not None:
@@ -287,25 +285,28 @@ def realistic_objects(
     return background, objects
 
 
-def _moving_cutout(
-    texture: np.ndarray,
-    alpha: np.ndarray,
-    source: dict,
+def _overhanging_place(
+    rng: np.random.Generator, box: tuple[int, int], frame: tuple[int, int]
+) -> tuple[int, int]:
+    """(top, left) of a (h, w) box whose centre falls anywhere in the frame widened by 15% of
+    the box: an object from elsewhere may enter or leave the picture."""
+    h, w = box
+    top = round(rng.uniform(-0.15 * h, frame[0] - 1 + 0.15 * h) - (h - 1) / 2)
+    left = round(rng.uniform(-0.15 * w, frame[1] - 1 + 0.15 * w) - (w - 1) / 2)
+    return top, left
+
+
+def _object_motion(
     rng: np.random.Generator,
     settings: Realism,
     blur_range: tuple[float, float],
-    frame: tuple[int, int],
-) -> SceneObject:
-    """A cut-out placed as other photos' objects are (its box may overhang the frame by 15%)
-    with an object motion of its own."""
-    h, w = alpha.shape
-    top = round(rng.uniform(-0.15 * h, frame[0] - 1 + 0.15 * h) - (h - 1) / 2)
-    left = round(rng.uniform(-0.15 * w, frame[1] - 1 + 0.15 * w) - (w - 1) / 2)
+    box: tuple[int, int],
+) -> Motion:
+    """An object's own motion over a (h, w) box: a blur length from `blur_range`, approach /
+    recede at `settings.approach`."""
     length = _log_uniform(rng, *blur_range)
-    motion_kind = "approach" if rng.random() < settings.approach else None
-    motion = sample_object_motion(rng, length, radius=0.4 * max(h, w), kind=motion_kind)
-    described = {"shape": "cutout", "same_photo": False, **source}
-    return SceneObject(texture, alpha, top, left, motion, described)
+    kind = "approach" if rng.random() < settings.approach else None
+    return sample_object_motion(rng, length, radius=0.4 * max(box), kind=kind)
 
 
 def _within_blur_range(

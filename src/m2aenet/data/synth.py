@@ -429,7 +429,8 @@ class SampleGenerator:
         self.length_size = (side, side) if side else self.size
         self.blur_length = check_blur_length(blur_length) if blur_length else None
         self.realism = realism
-        self._cutout_library: Cutouts | None = None
+        weighted = realism is not None and realism.cutout > 0
+        self.cutouts = Cutouts(realism.cutouts) if weighted else None  # decoded when drawn
         # Crops zoom in to 40% of a photo's short side at most, so 2.5x the frame side suffices.
         side = math.ceil(2.5 * (min(self.size) + 2 * self._margin()))
         self.cache = cache or PhotoCache(short_side=side)
@@ -516,7 +517,7 @@ class SampleGenerator:
             return texture, {"source": str(source), **info}
 
         blur_range = self.blur_length or local_blur_range(self.length_size)
-        pick_cutout = self._cutouts(settings).pick if settings.cutout > 0 else None
+        pick_cutout = self.cutouts.pick if self.cutouts is not None else None
         background, scene = realistic_objects(
             background, pick_texture, rng, settings, blur_range, pick_cutout
         )
@@ -531,12 +532,6 @@ class SampleGenerator:
             if described.get("source") == "background":
                 described["source"] = str(path)
         return sample
-
-    def _cutouts(self, settings: Realism) -> Cutouts:
-        """The cut-outs of `settings.cutouts`, decoded once per generator."""
-        if self._cutout_library is None or self._cutout_library.folder != Path(settings.cutouts):
-            self._cutout_library = Cutouts(settings.cutouts)
-        return self._cutout_library
 
     def _margin(self) -> int:
         margin = max(global_margin(self.size), global_margin(self.length_size))
