@@ -62,6 +62,14 @@ def _cases(root: Path) -> dict[str, tuple[list[str], str]]:
         ),
         "deblur --threshold 2": ([*deblur, "--threshold", "2"], "(0, 1)"),
         "deblur --threshold nan": ([*deblur, "--threshold", "nan"], "(0, 1)"),
+        "deblur --whole-frame-extent -1": (
+            [*deblur, "--whole-frame-extent", "-1"],
+            "expected px in [0, 28.28] (0: off), got '-1'",
+        ),
+        "deblur --whole-frame-extent nan": (
+            [*deblur, "--whole-frame-extent", "nan"],
+            "expected px in [0, 28.28] (0: off), got 'nan'",
+        ),
         "deblur --jpeg-quality 0": ([*deblur, "--jpeg-quality", "0"], "1..100"),
         "deblur missing input": (["deblur", str(root / "no.png"), "-o", out], "no such file"),
         "synth --preview-rows 0": (

@@ -62,6 +62,7 @@ def test_the_shipped_weights_are_the_registered_m2aenet_s2() -> None:
     }
     assert set(dataclasses.asdict(registered.config)) - set(record["model_config"]) == {
         "whole_frame_fraction",
+        "whole_frame_extent",
         "analyzer_stem_context_depth",
         "mask_cues",
     }

@@ -28,7 +28,7 @@ from PIL import Image
 from torch import nn
 
 from m2aenet.device import cpu_threads
-from m2aenet.errors import InputError, InputWarning, OutputError
+from m2aenet.errors import ConfigError, InputError, InputWarning, OutputError
 from m2aenet.tiling import run_tiled, run_tiled_rows, validate_tiling
 
 if TYPE_CHECKING:
@@ -281,6 +281,8 @@ class Deblurrer:
         reparameterizes it into deploy mode (pixel pruning); an in-memory model is used as is.
     device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
     threshold: sets `model.mask_threshold` (higher: fewer pixels processed, faster).
+    whole_frame_extent: sets `model.whole_frame_extent`: a frame whose `frame_blur_extent`
+        reaches it (camera shake) is restored whole; 0 turns the decision off.
     dense: process every pixel (an all-ones mask), for comparison with the pruned run.
     tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS pixels, 0 never.
     tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps).
@@ -301,18 +303,25 @@ class Deblurrer:
         tile: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         executor: str = "auto",
+        whole_frame_extent: float | None = None,
         count_flops: bool = True,
         threads: int | None = None,
     ) -> None:
         from m2aenet.device import check_threads, resolve_device
-        from m2aenet.limits import check_threshold
+        from m2aenet.limits import check_threshold, check_whole_frame_extent
 
         if threshold is not None:
             threshold = check_threshold(threshold)
+        if whole_frame_extent is not None:
+            whole_frame_extent = check_whole_frame_extent(whole_frame_extent)
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval()
         if threshold is not None:
             self.model.mask_threshold = threshold
+        if whole_frame_extent is not None:
+            if not hasattr(self.model, "whole_frame_extent"):
+                raise ConfigError(f"{type(model).__name__} has no whole-frame decision")
+            self.model.whole_frame_extent = whole_frame_extent
         if hasattr(self.model, "executor"):
             self.model.executor = executor
         check_tiling(tile, tile_overlap)
@@ -338,10 +347,12 @@ class Deblurrer:
         """
         from m2aenet.checkpoint import load_model
         from m2aenet.device import resolve_device
-        from m2aenet.limits import check_threshold
+        from m2aenet.limits import check_threshold, check_whole_frame_extent
 
         if options.get("threshold") is not None:  # a bad value must not wait for the model
             check_threshold(options["threshold"])
+        if options.get("whole_frame_extent") is not None:
+            check_whole_frame_extent(options["whole_frame_extent"])
         check_tiling(options.get("tile"), options.get("tile_overlap", DEFAULT_TILE_OVERLAP))
         device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         model = load_model(weights, device=device)

@@ -19,6 +19,9 @@ MAX_ANALYZER_LEVELS = 8
 #: Largest model, in parameters, that a config may describe (counted on the meta device,
 #: without allocating): 2**30 float32 parameters are 4 GiB, far above any model of this project.
 MAX_PARAMETERS = 2**30
+#: Largest `frame_blur_extent` (px): 20 lags of correlation 1 along a diagonal. Kept here, not
+#: imported from the model, so argument parsing stays free of torch.
+MAX_FRAME_BLUR_EXTENT = 20 * math.sqrt(2.0)
 
 
 def check_threshold(value: object, name: str = "threshold") -> float:
@@ -32,4 +35,15 @@ def check_threshold(value: object, name: str = "threshold") -> float:
     number = float(value)
     if not (math.isfinite(number) and 0.0 < number < 1.0):
         raise ConfigError(f"{name} {value!r}: must be in (0, 1)")
+    return number
+
+
+def check_whole_frame_extent(value: object, name: str = "whole_frame_extent") -> float:
+    """`value` as the frame blur extent (px) that restores a frame whole: 0 (off) up to
+    `MAX_FRAME_BLUR_EXTENT`. NaN, infinities, strings and booleans: a ConfigError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} {value!r}: must be a number of px (0: off)")
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 <= number <= MAX_FRAME_BLUR_EXTENT):
+        raise ConfigError(f"{name} {value!r}: must be in [0, {MAX_FRAME_BLUR_EXTENT:.2f}] px")
     return number

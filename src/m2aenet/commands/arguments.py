@@ -83,6 +83,19 @@ def threshold(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from error
 
 
+def whole_frame_extent(text: str) -> float:
+    """Frame blur extent px (`m2aenet.limits.check_whole_frame_extent`), or an argparse error."""
+    from m2aenet.errors import ConfigError
+    from m2aenet.limits import MAX_FRAME_BLUR_EXTENT, check_whole_frame_extent
+
+    try:
+        return check_whole_frame_extent(float(text))
+    except (ValueError, ConfigError) as error:
+        raise argparse.ArgumentTypeError(
+            f"expected px in [0, {MAX_FRAME_BLUR_EXTENT:.2f}] (0: off), got {text!r}"
+        ) from error
+
+
 def threshold_help(what: str) -> str:
     """Help text of a `--threshold` option that shows the shipped weights' own threshold.
 

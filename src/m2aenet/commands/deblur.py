@@ -25,6 +25,7 @@ from m2aenet.commands.arguments import (
     add_threads_option,
     add_threshold_option,
     add_weights_option,
+    whole_frame_extent,
 )
 
 PROG = "m2aenet deblur"
@@ -47,6 +48,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_weights_option(parser)
     add_threshold_option(parser, "blur-mask threshold")
+    parser.add_argument(
+        "--whole-frame-extent",
+        type=whole_frame_extent,
+        default=None,
+        metavar="PX",
+        help=(
+            "restore an image whole when its frame blur extent reaches PX: camera shake, which "
+            "blurs even its sharpest parts; 0: off (default: the weights' own, off for the "
+            "shipped 'default'; 3.5 found 1 of 2 real shaken photos and 1 of 69 sharp photos, "
+            "docs/usage.md)"
+        ),
+    )
     parser.add_argument(
         "--dense", action="store_true", help="process every pixel (no pruning), for comparison"
     )
@@ -160,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         args.weights,
         device=_process_device(args.device, world_size),
         threshold=args.threshold,
+        whole_frame_extent=args.whole_frame_extent,
         dense=args.dense,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
@@ -196,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         "device": str(deblurrer.device),
         "dense": args.dense,
         "threshold": getattr(deblurrer.model, "mask_threshold", None),
+        "whole_frame_extent": getattr(deblurrer.model, "whole_frame_extent", None),
         "rank": rank,
         "world_size": world_size,
         "summary": summary,

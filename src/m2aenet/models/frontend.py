@@ -17,6 +17,8 @@ from torch import nn
 
 from m2aenet.errors import ConfigError
 from m2aenet.limits import MAX_ANALYZER_LEVELS, MAX_CONFIG_INT
+from m2aenet.models.frame_blur import MAX_EXTENT as MAX_FRAME_EXTENT
+from m2aenet.models.frame_blur import frame_blur_extent
 from m2aenet.models.mask_predictor import (
     ContextBranch,
     MaskPredictor,
@@ -87,6 +89,11 @@ def check_front_end_config(config: Any) -> None:
             "model_config.whole_frame_fraction must be in (0, 1], got "
             f"{config.whole_frame_fraction}"
         )
+    if not 0.0 <= config.whole_frame_extent <= MAX_FRAME_EXTENT:
+        raise ConfigError(
+            f"model_config.whole_frame_extent must be in [0, {MAX_FRAME_EXTENT:g}] px (0: off), "
+            f"got {config.whole_frame_extent}"
+        )
     if config.mlp_ratio <= 0:
         raise ConfigError(f"model_config.mlp_ratio must be > 0, got {config.mlp_ratio}")
 
@@ -135,7 +142,7 @@ class MaskMotionFrontEnd(nn.Module):
 
     Reads from `config`: mask_width, mask_depth, mask_context_depth, mask_cues, analyzer_stem,
     analyzer_stem_context_depth, analyzer_width, analyzer_levels, motion_scale,
-    mask_threshold, mask_dilation, whole_frame_fraction, trajectory_points.
+    mask_threshold, mask_dilation, whole_frame_fraction, whole_frame_extent, trajectory_points.
     """
 
     size_multiple = SIZE_MULTIPLE
@@ -158,6 +165,7 @@ class MaskMotionFrontEnd(nn.Module):
         self.mask_threshold = config.mask_threshold
         self.mask_dilation = config.mask_dilation
         self.whole_frame_fraction = config.whole_frame_fraction
+        self.whole_frame_extent = config.whole_frame_extent
         self.deployed = False
         self.executor = "auto"
         self.last_executor: str | None = None  # what the last deploy forward ran
@@ -218,6 +226,11 @@ class MaskMotionFrontEnd(nn.Module):
                 # An image-level decision: a mostly marked frame is camera shake, restored whole.
                 share = hard.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
                 hard = torch.where(share >= self.whole_frame_fraction, torch.ones_like(hard), hard)
+            if self.whole_frame_extent > 0.0:
+                # Camera shake leaves no sharp part anywhere, which a local mask cannot see.
+                extent = frame_blur_extent(padded[..., :height, :width])
+                shaken = (extent >= self.whole_frame_extent).view(-1, 1, 1, 1)
+                hard = torch.where(shaken, torch.ones_like(hard), hard)
             # Padding pixels are never restored: they are cropped away anyway. Re-padding with
             # zeros (not an in-place write to a possibly empty slice) keeps the graph exportable.
             hard = F.pad(hard, pad)

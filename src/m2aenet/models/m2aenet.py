@@ -77,6 +77,9 @@ class M2AENetConfig:
     whole_frame_fraction: an image whose hard mask covers at least this share is restored
                          whole (camera shake: the predictor's holes in a blurred frame would
                          stay blurred); 1.0: only when the mask already covers everything
+    whole_frame_extent:  an image whose `frame_blur_extent` (px at 640 px: how far its sharpest
+                         parts stay correlated) reaches this is camera shake, restored whole,
+                         whatever the predictor marked; 0: off
     batch_norm:          BatchNorm in the mixer branches (folded by reparameterize())
     body_scale:          s, the body's cell size in pixels (1: full resolution; 2: the body
                          runs on pixel-unshuffled 2x2 cells, twice the reach per conv)
@@ -100,6 +103,7 @@ class M2AENetConfig:
     mask_threshold: float = 0.5
     mask_dilation: int = 2
     whole_frame_fraction: float = 1.0
+    whole_frame_extent: float = 0.0
     batch_norm: bool = False
     body_scale: int = 1
 

@@ -75,8 +75,8 @@ class M2AENetMSConfig:
     fine_width:            channels of the full-resolution level (0: none); the head's 2x2
                            cells alone left a grid on flat colour and lost small blur
     fine_blocks:           blocks of the full-resolution level
-    mask_*, analyzer_*, motion_scale, mask_threshold, mask_dilation, whole_frame_fraction:
-                           as in M2AENetConfig
+    mask_*, analyzer_*, motion_scale, mask_threshold, mask_dilation, whole_frame_fraction,
+    whole_frame_extent:    as in M2AENetConfig
     """
 
     widths: tuple[int, ...] = (32, 64, 128)
@@ -101,6 +101,7 @@ class M2AENetMSConfig:
     mask_threshold: float = 0.5
     mask_dilation: int = 2
     whole_frame_fraction: float = 1.0
+    whole_frame_extent: float = 0.0
 
     def __post_init__(self) -> None:
         levels = len(self.widths)
