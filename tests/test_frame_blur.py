@@ -121,19 +121,32 @@ def test_the_limit_used_before_torch_loads_is_the_model_s() -> None:
 
 
 def test_deblurrer_whole_frame_extent_restores_a_shaken_photo_whole() -> None:
-    """The shipped weights with the option: the shaken photo is restored everywhere (its outside
-    pixels change too); the sharp one keeps its own mask; bad values are refused up front."""
+    """The shipped weights decide (3.5 px): the shaken photo is restored everywhere; with the
+    decision off it is not, and the sharp photo keeps its own mask; bad values are refused."""
     photo = _photo()
     shaken = _shaken(photo, 21)[0].permute(1, 2, 0).numpy()
     sharp = photo[0].permute(1, 2, 0).numpy()
-    plain = Deblurrer.from_pretrained("default", device="cpu", count_flops=False)
-    deciding = Deblurrer.from_pretrained(
-        "default", device="cpu", count_flops=False, whole_frame_extent=3.5
+    plain = Deblurrer.from_pretrained(
+        "default", device="cpu", count_flops=False, whole_frame_extent=0
     )
-    assert plain.model.whole_frame_extent == 0.0  # off in the shipped weights
+    deciding = Deblurrer.from_pretrained("default", device="cpu", count_flops=False)
+    assert deciding.model.whole_frame_extent == 3.5
     assert not plain.restore(shaken)[1].all()
     assert deciding.restore(shaken)[1].all()
     assert np.array_equal(deciding.restore(sharp)[1], plain.restore(sharp)[1])
     for bad in (-0.5, float("inf"), "3", True):
         with pytest.raises(ConfigError, match="whole_frame_extent"):
             Deblurrer.from_pretrained("default", device="cpu", whole_frame_extent=bad)
+
+
+def test_exported_graphs_leave_the_whole_frame_decision_out() -> None:
+    """OnnxGraph (what `m2aenet export` traces) runs without the decision and restores it after."""
+    from m2aenet.export import OnnxGraph
+
+    shaken = _shaken(_photo(), 21)
+    model = Deblurrer.from_pretrained("default", device="cpu", count_flops=False).model
+    with torch.no_grad():
+        _, mask = OnnxGraph(model).eval()(shaken)
+        deciding = model(shaken).mask
+    assert deciding.min() == 1.0 and mask.min() == 0.0
+    assert model.whole_frame_extent == 3.5

@@ -85,7 +85,7 @@ stages:
   - {name: tune, config: tiny.yaml, overrides: [steps=1], init: previous}
 ship:
   {name: mine, calibrate_on: data/val, thresholds: [0.5], whole_frame_on: [data/val, data/pool],
-   whole_frame_fractions: [1.0, 0.01]}
+   whole_frame_fractions: [1.0, 0.01], whole_frame_extent: 2.5}
 """
 
 
@@ -186,6 +186,7 @@ def test_a_predictor_stage_trains_apart_swaps_in_resumes_and_feeds_the_next_stag
     chosen = float(table[-1].split()[-1])
     assert chosen in (0.01, 1.0)
     assert load_model(done["shipped"]).whole_frame_fraction == chosen
+    assert load_model(done["shipped"]).whole_frame_extent == 2.5
     # The stage's result is the body's weights with the new predictor (and the analyzer's own
     # copy of the old one's features); every other tensor is the body's.
     body = load_state_dict(Path("runs/p/body/final_ema.safetensors"))
@@ -287,6 +288,8 @@ def _after_a(stage: str) -> str:
         ("ship: {thresholds: [0.5, 1.5]}", r"thresholds must be numbers in \(0, 1\)"),
         ("ship: {max_marked: 0.5}", r"ship.max_marked must be a number >= 1, got 0.5"),
         ("ship: {max_marked: .nan}", r"ship.max_marked must be a number >= 1"),
+        ("ship: {whole_frame_extent: -1}", r"ship.whole_frame_extent -1: must be in \[0, 28.28\]"),
+        ("ship: {whole_frame_extent: px}", r"ship.whole_frame_extent 'px': must be a number"),
         ("outt: runs/x", r"unknown key\(s\) outt"),
         ("stages: [{name: a, kind: predictor, pools: p, steps: 3}]", r"first stage has none"),
         (_after_a("kind: pretrain"), r"stages\[1\].kind must be 'train' or 'predictor'"),

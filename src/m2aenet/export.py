@@ -73,7 +73,9 @@ class OnnxGraph(nn.Module):
     """The exported computation: image (B, 3, H, W) -> (restored (B, 3, H, W), mask (B, 1, H, W)).
 
     ONNX graphs return tensors, not dataclasses; this wrapper unpacks the model's output and
-    runs the model with the executor of the chosen form, restoring the model's own after.
+    runs the model with the executor of the chosen form, restoring the model's own after. The
+    whole-frame decision by blur extent (tile FFTs at a size set by the input) stays out of the
+    graph: exported models restore what their mask marks (docs/export.md).
     """
 
     def __init__(self, model: nn.Module, form: str = "dense") -> None:
@@ -85,13 +87,18 @@ class OnnxGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         previous = getattr(self.model, "executor", None)
+        extent = getattr(self.model, "whole_frame_extent", None)
         if previous is not None:
             self.model.executor = FORMS[self.form]
+        if extent is not None:
+            self.model.whole_frame_extent = 0.0
         try:
             out = self.model(image)
         finally:
             if previous is not None:
                 self.model.executor = previous
+            if extent is not None:
+                self.model.whole_frame_extent = extent
         return out.image, out.mask
 
 

@@ -55,9 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="PX",
         help=(
             "restore an image whole when its frame blur extent reaches PX: camera shake, which "
-            "blurs even its sharpest parts; 0: off (default: the weights' own, off for the "
-            "shipped 'default'; 3.5 found 1 of 2 real shaken photos and 1 of 69 sharp photos, "
-            "docs/usage.md)"
+            "blurs even its sharpest parts; 0: off (default: the weights' own, 3.5 for the "
+            "shipped 'default', which flagged 1 of 69 sharp photos; docs/usage.md)"
         ),
     )
     parser.add_argument(

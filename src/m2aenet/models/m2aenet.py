@@ -143,13 +143,15 @@ class M2AENetBConfig(M2AENetConfig):
 class M2AENetS2Config(M2AENetConfig):
     """`m2aenet-s2`: the architecture of the shipped `default` weights (since session 4): the
     body on 2x2 cells (`body_scale: 2`), C = 48, 16 trajectory channels, the analyzer's own
-    stem, a depth-5 predictor context and threshold 0.3 (docs/architecture.md)."""
+    stem, a depth-5 predictor context, threshold 0.3 and (since session 13) frames whose
+    `frame_blur_extent` reaches 3.5 px restored whole (docs/architecture.md)."""
 
     channels: int = 48
     trajectory_channels: int = 16
     mask_context_depth: int = 5
     analyzer_stem: bool = True
     mask_threshold: float = 0.3
+    whole_frame_extent: float = 3.5
     body_scale: int = 2
 
 

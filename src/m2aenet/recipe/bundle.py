@@ -182,6 +182,8 @@ def write_bundle(recipe: Recipe, folder: str | Path, package: str | Path | None 
     if ship.whole_frame_on:
         document["ship"]["whole_frame_on"] = list(ship.whole_frame_on)
         document["ship"]["whole_frame_fractions"] = list(ship.whole_frame_fractions)
+    if ship.whole_frame_extent is not None:
+        document["ship"]["whole_frame_extent"] = ship.whole_frame_extent
     header = f"# Bundled from {recipe.path}: paths are relative to this folder (see run.sh).\n"
     (folder / "recipe.yaml").write_text(header + yaml.safe_dump(document, sort_keys=False))
     source = Path(package) if package else Path(__file__).resolve().parents[1]

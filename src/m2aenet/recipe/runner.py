@@ -164,7 +164,12 @@ def ship(recipe: Recipe, out: Path) -> Path:
         )
         note += f"; whole-frame share {fraction:.2f} calibrated on {folders}"
     target = folder / f"{recipe.ship.name}.safetensors"
-    return ship_run(run, target, threshold, note, whole_frame_fraction=fraction)
+    extent = recipe.ship.whole_frame_extent
+    if extent is not None:
+        note += f"; whole-frame blur extent {extent:g} px"
+    return ship_run(
+        run, target, threshold, note, whole_frame_fraction=fraction, whole_frame_extent=extent
+    )
 
 
 def run_recipe(

@@ -23,6 +23,7 @@
       max_marked: 1.5                   # optional: only thresholds marking <= 1.5x the blur
       whole_frame_on: [data/val-local, data/val-global]   # optional: pick the share of a frame
       whole_frame_fractions: [0.3, 0.5, 1.0]   # marked that restores it whole (1.0: never)
+      whole_frame_extent: 3.5           # optional: frame blur extent (px) that restores it whole
 
 A predictor stage (it needs a previous stage) starts from the previous stage's final EMA
 weights' predictor, trains it on its own loss (`m2aenet.train.predictor`), and writes
@@ -53,6 +54,7 @@ from typing import Any
 import yaml
 
 from m2aenet.errors import ConfigError
+from m2aenet.limits import check_whole_frame_extent
 
 _STAGE_KEYS = {"name", "kind", "config", "overrides", "init"}
 _PREDICTOR_STAGE_KEYS = {
@@ -73,6 +75,7 @@ _SHIP_KEYS = {
     "max_marked",
     "whole_frame_on",
     "whole_frame_fractions",
+    "whole_frame_extent",
 }
 
 
@@ -127,6 +130,7 @@ class ShipSpec:
     whole_frame_on: tuple[str, ...] = ()
     whole_frame_fractions: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
     max_marked: float | None = None  # cap on marked / truly blurred share for the threshold
+    whole_frame_extent: float | None = None  # None: the model's own
 
 
 @dataclass(frozen=True)
@@ -320,6 +324,9 @@ def _ship(value: Any) -> ShipSpec:
         or max_marked < 1.0
     ):
         raise ConfigError(f"ship.max_marked must be a number >= 1, got {max_marked!r}")
+    extent = entry.get("whole_frame_extent")
+    if extent is not None:
+        extent = check_whole_frame_extent(extent, "ship.whole_frame_extent")
     return ShipSpec(
         name,
         calibrate_on,
@@ -327,6 +334,7 @@ def _ship(value: Any) -> ShipSpec:
         whole_frame_on,
         fractions,
         None if max_marked is None else float(max_marked),
+        extent,
     )
 
 

@@ -194,12 +194,13 @@ def ship_run(
     note: str = "",
     whole_frame_fraction: float | None = None,
     registered_as: str | None = None,
+    whole_frame_extent: float | None = None,
 ) -> Path:
-    """Write RUN/final_ema as `target` (.safetensors + .json sidecar): the threshold and
-    whole-frame share in the config (so a lone .safetensors loads with them too) and a
-    `training` summary (steps, compute hours from log.jsonl, command, note). `registered_as`
-    names the weights' architecture by another registered name of the same model class (the
-    shipped architecture's own name). Returns the weights path."""
+    """Write RUN/final_ema as `target` (.safetensors + .json sidecar): the threshold, the
+    whole-frame share and blur extent in the config (so a lone .safetensors loads with them
+    too) and a `training` summary (steps, compute hours from log.jsonl, command, note).
+    `registered_as` names the weights' architecture by another registered name of the same
+    model class (the shipped architecture's own name). Returns the weights path."""
     from m2aenet.checkpoint import load_model, model_record, read_record, save_model
 
     run = Path(run)
@@ -213,6 +214,7 @@ def ship_run(
         for key, value in (
             ("mask_threshold", threshold),
             ("whole_frame_fraction", whole_frame_fraction),
+            ("whole_frame_extent", whole_frame_extent),
         )
         if value is not None
     }
