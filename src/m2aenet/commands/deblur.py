@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=(
             "restore an image whole when its frame blur extent reaches PX: camera shake, which "
             "blurs even its sharpest parts; 0: off (default: the weights' own, 3.5 for the "
-            "shipped 'default', which flagged 1 of 69 sharp photos; docs/usage.md)"
+            "shipped 'default', which flagged 2 of 69 sharp photos; docs/usage.md)"
         ),
     )
     parser.add_argument(
