@@ -32,6 +32,11 @@ def main() -> None:
         "--cues", action="store_true", help="add the directional blur cues (zero at the start)"
     )
     parser.add_argument(
+        "--refine-width",
+        type=int,
+        help="add a refine branch of this width (cues + features; zero at the start)",
+    )
+    parser.add_argument(
         "--mask-width", type=int, help="channels (without --init; default: --model's)"
     )
     parser.add_argument("--mask-depth", type=int, help="full-resolution layers (without --init)")
@@ -47,6 +52,18 @@ def main() -> None:
         type=float,
         default=5.0,
         help="largest defocus radius (px) among the hard negatives",
+    )
+    parser.add_argument(
+        "--zoom-out",
+        type=float,
+        default=0.0,
+        help="share of pool crops cut up to 2x larger and downscaled (crisper, shorter blur)",
+    )
+    parser.add_argument(
+        "--zoom-keep-blur",
+        type=float,
+        default=0.0,
+        help="px: a zoom keeps each frame's shortest blur at least this long (0: any zoom)",
     )
     parser.add_argument("--val", type=Path, action="append", default=[])
     parser.add_argument(
@@ -91,6 +108,7 @@ def main() -> None:
             minutes=args.minutes or None,
             context_depth=args.context_depth,
             cues=True if args.cues else None,
+            refine_width=args.refine_width,
             threshold=args.threshold,
             crop=args.crop,
             batch=args.batch,
@@ -98,6 +116,8 @@ def main() -> None:
             centred_fraction=args.centred_fraction,
             hard_negatives=args.hard_negatives,
             defocus_max_radius=args.defocus_max_radius,
+            zoom_out=args.zoom_out,
+            zoom_keep_blur=args.zoom_keep_blur,
             samples=args.samples,
             seed=args.seed,
             threads=args.threads,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from m2aenet.data.blur_crops import BlurCentredCrops
+from m2aenet.data import blur_crops
+from m2aenet.data.blur_crops import BlurCentredCrops, shortest_blurs, zoomed_out
 from m2aenet.errors import InputError
 from m2aenet.imageio import write_png
 
@@ -72,6 +74,47 @@ def test_bad_pools_are_refused_with_the_reason(tmp_path: Path) -> None:
         small[0]
     with pytest.raises(InputError, match="crops_per_frame"):
         BlurCentredCrops(_frames(tmp_path / "ok"), crop_size=16, crops_per_frame=0)
+    with pytest.raises(InputError, match="zoom_out must be in"):
+        BlurCentredCrops(_frames(tmp_path / "ok"), crop_size=16, zoom_out=1.5)
+    with pytest.raises(InputError, match="min_zoom must be in"):
+        BlurCentredCrops(_frames(tmp_path / "ok"), crop_size=16, min_zoom=0)
+
+
+def test_zooming_out_averages_areas_and_keeps_pixels_at_least_half_blurred() -> None:
+    blur = np.zeros((4, 4, 3), np.uint8)
+    blur[:2, :2] = (100, 0, 0)  # one 2x2 block of the result
+    blur[:2, 2:] = (0, 200, 50)
+    mask = np.zeros((4, 4), np.uint8)
+    mask[0, 0] = 1  # a quarter of the top-left block: not blurred
+    mask[0:2, 2] = 1  # half of the top-right block: blurred
+    mask[2:, 2:] = 1  # all of the bottom-right block
+    small_blur, small_sharp, small_mask = zoomed_out(blur, blur, mask, 2)
+    assert small_blur.shape == (2, 2, 3) and small_blur.dtype == np.uint8
+    np.testing.assert_array_equal(small_blur[0, 0], (100, 0, 0))
+    np.testing.assert_array_equal(small_blur[0, 1], (0, 200, 50))
+    np.testing.assert_array_equal(small_sharp, small_blur)
+    np.testing.assert_array_equal(small_mask, [[0, 1], [0, 1]])
+
+
+def test_zoomed_out_crops_are_crop_sized_and_off_draws_the_crops_of_before(tmp_path: Path) -> None:
+    root = _frames(tmp_path, size=64)
+    before = BlurCentredCrops(root, crop_size=16)
+    off = BlurCentredCrops(root, crop_size=16, zoom_out=0.0)
+    zoomed = BlurCentredCrops(root, crop_size=16, zoom_out=1.0, min_zoom=0.25)
+    np.random.seed(3)
+    expected = [before[i]["blur"] for i in range(len(before))]
+    np.random.seed(3)
+    assert all(torch.equal(off[i]["blur"], crop) for i, crop in enumerate(expected))
+    np.random.seed(3)
+    items = [zoomed[i % len(zoomed)] for i in range(12)]
+    assert all(item["blur"].shape == (3, 16, 16) for item in items)
+    assert all(item["mask"].shape == (1, 16, 16) for item in items)
+    # The 10x10 blurred square shrinks with the zoom (s^2 is 0.44 on average for s drawn from
+    # [0.25, 1]), and blur - sharp still follows the downscaled mask.
+    assert np.mean([item["mask"].sum().item() for item in items]) < 75
+    for item in items:
+        difference = (item["blur"] - item["sharp"]).mean(0)
+        assert (difference[item["mask"][0] > 0] > 0.09).all()
 
 
 def test_extra_roots_join_the_pool_and_only_blur_crops_take_them(tmp_path: Path) -> None:
@@ -92,3 +135,54 @@ def test_extra_roots_join_the_pool_and_only_blur_crops_take_them(tmp_path: Path)
     wrong = {"data": {"train": {"source": "folder", "root": "x", "extra_roots": ["y"]}}}
     with pytest.raises(ConfigError, match="data.train.extra_roots"):
         validate(from_dict(TrainConfig, wrong))
+
+
+def _describe(root: Path, images: list) -> Path:
+    (root / "meta.json").write_text(json.dumps({"format": "m2aenet-synth", "images": images}))
+    return root
+
+
+def test_shortest_blurs_reads_objects_and_shake_and_refuses_a_broken_meta(tmp_path: Path) -> None:
+    assert shortest_blurs(tmp_path) == {}  # no meta.json: nothing known
+    _describe(
+        tmp_path,
+        [
+            {"name": "a", "objects": [{"blur_px": 9.5}, {"blur_px": 5.0}]},
+            {"name": "b", "mode": "global", "blur_px": 12},
+            {"name": "c", "objects": []},  # nothing moves: not described
+        ],
+    )
+    assert shortest_blurs(tmp_path) == {"a": 5.0, "b": 12.0}
+    (tmp_path / "meta.json").write_text('{"images": [{"objects": [{"blur_px": 3}]}]}')
+    with pytest.raises(InputError, match="not a synth meta.json"):
+        shortest_blurs(tmp_path)
+
+
+def test_a_zoom_keeps_the_shortest_blur_long_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _describe(
+        _frames(tmp_path, size=64),
+        [{"name": "f0", "objects": [{"blur_px": 5.0}]}, {"name": "f1", "blur_px": 20.0}],
+    )
+    zooms = []
+    real = blur_crops.zoomed_out
+    monkeypatch.setattr(
+        blur_crops, "zoomed_out", lambda *args: zooms.append(args[0].shape[0]) or real(*args)
+    )
+    strict = BlurCentredCrops(
+        root, crop_size=16, crops_per_frame=1, zoom_out=1.0, min_zoom=0.25, zoom_keep_blur=6
+    )
+    assert strict._kept_blur_zoom(0) == 1.2 and strict._kept_blur_zoom(1) == 0.3
+    np.random.seed(0)
+    for _ in range(10):
+        assert strict[0]["blur"].shape == (3, 16, 16)  # 5 px < 6 px: never zoomed
+    assert zooms == []
+    for _ in range(10):
+        strict[1]
+    # 20 px kept >= 6 px: windows of at most 16 / 0.3 px (a zoom near 1 rounds to no zoom)
+    assert len(zooms) >= 8 and max(zooms) <= 16 / 0.3 + 1
+    undescribed = BlurCentredCrops(
+        _frames(tmp_path / "plain"), crop_size=16, zoom_out=1.0, zoom_keep_blur=6
+    )
+    assert undescribed._kept_blur_zoom(0) == 1.0  # no meta.json: never zoomed

@@ -47,6 +47,7 @@ def _tamper_sidecar(weights: Path, **changes: object) -> None:
         # Each analyzer level doubles the width: 40 levels overflowed torch's size arithmetic.
         ({"analyzer_levels": 40}, "model_config.analyzer_levels must be <= "),
         ({"analyzer_width": 4096}, "model_config.analyzer_width"),
+        ({"mask_refine_width": -2}, "model_config.mask_refine_width must be >= 0, got -2"),
     ],
 )
 def test_tampered_sidecars_are_refused_before_the_model_is_built(

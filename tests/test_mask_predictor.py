@@ -103,3 +103,19 @@ def test_a_predictor_given_cues_reads_them() -> None:
         before = predictor(x)[0]
         predictor.cues.weight.normal_()
         assert not torch.equal(predictor(x)[0], before)
+
+
+def test_a_refine_branch_starts_at_zero_and_corrects_the_logits_once_trained() -> None:
+    torch.manual_seed(0)
+    plain = MaskPredictor(width=8, depth=1, context_depth=1)
+    refined = MaskPredictor(width=8, depth=1, context_depth=1, refine_width=12)
+    refined.load_state_dict(plain.state_dict(), strict=False)
+    x = _textured(2)
+    with torch.no_grad():
+        logits, features = refined(x)
+        assert torch.equal(logits, plain(x)[0])
+        assert torch.equal(features, plain(x)[1])  # the branch never touches the features
+        refined.refine.layers[-1].weight.normal_()
+        corrected, _ = refined(x)
+    assert corrected.shape == logits.shape
+    assert not torch.equal(corrected, logits)

@@ -78,6 +78,8 @@ def test_a_warm_started_predictor_begins_as_the_models_and_training_moves_it(
     before = model.mask_predictor.state_dict()
     assert trained.keys() == before.keys()
     assert all(not torch.equal(trained[key], before[key]) for key in before)
+    refined = train_predictor(dataclasses.replace(settings, refine_width=8), log=print).net
+    assert refined.refine is not None and refined.refine.layers[0].out_channels == 8
 
 
 def test_a_stopped_run_continues_to_the_same_weights_as_an_unbroken_one(
@@ -117,6 +119,9 @@ def test_a_minutes_budget_ends_training_without_a_step_count(pool: Path) -> None
         (["threshold=1.5"], r"threshold must be in \(0, 1\)"),
         (["defocus_max_radius=1"], r"defocus_max_radius must be in \[1.5, 64\], got 1.0"),
         (["crop"], "expected KEY=VALUE"),
+        (["zoom_out=2"], r"zoom_out must be in \[0, 1\], got 2.0"),
+        (["zoom_keep_blur=-1"], r"zoom_keep_blur must be >= 0, got -1.0"),
+        (["refine_width=-8"], r"refine_width must be >= 0, got -8"),
     ],
 )
 def test_bad_settings_name_the_key(overrides: list[str], message: str) -> None:

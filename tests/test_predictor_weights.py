@@ -149,3 +149,24 @@ def test_cues_join_a_warm_start_at_zero_and_the_swap_turns_them_on(
     assert new.config.mask_cues and not old.config.mask_cues
     with torch.no_grad():
         assert torch.equal(new.mask_predictor(x)[0], trained(x)[0])
+
+
+def test_a_refine_branch_joins_a_warm_start_at_zero_and_the_swap_builds_it(
+    tmp_path: Path,
+) -> None:
+    weights = write_model(tmp_path / "ema.safetensors", FAMILIES[0])
+    old = load_model(weights)
+    config = old.config
+    trained = MaskPredictor(
+        config.mask_width, config.mask_depth, config.mask_context_depth, refine_width=12
+    )
+    initial_weights(trained, weights)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(trained(x)[0], old.mask_predictor(x)[0])
+        trained.refine.layers[-1].weight.add_(0.1)
+    path = save_predictor(tmp_path / "refine.safetensors", trained)
+    new = load_model(swap_mask_predictor(weights, path, tmp_path / "swapped.safetensors"))
+    assert new.config.mask_refine_width == 12 and old.config.mask_refine_width == 0
+    with torch.no_grad():
+        assert torch.equal(new.mask_predictor(x)[0], trained(x)[0])

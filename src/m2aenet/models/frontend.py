@@ -55,6 +55,7 @@ def check_front_end_config(config: Any) -> None:
     for key in (
         "mask_depth",
         "mask_context_depth",
+        "mask_refine_width",
         "analyzer_stem_context_depth",
         "analyzer_levels",
         "mask_dilation",
@@ -140,7 +141,8 @@ def add_cell_residual(
 class MaskMotionFrontEnd(nn.Module):
     """Mask predictor + motion analyzer; subclasses add the restoration body.
 
-    Reads from `config`: mask_width, mask_depth, mask_context_depth, mask_cues, analyzer_stem,
+    Reads from `config`: mask_width, mask_depth, mask_context_depth, mask_cues,
+    mask_refine_width, analyzer_stem,
     analyzer_stem_context_depth, analyzer_width, analyzer_levels, motion_scale,
     mask_threshold, mask_dilation, whole_frame_fraction, whole_frame_extent, trajectory_points.
     """
@@ -152,7 +154,11 @@ class MaskMotionFrontEnd(nn.Module):
         super().__init__()
         self.config = config
         self.mask_predictor = MaskPredictor(
-            config.mask_width, config.mask_depth, config.mask_context_depth, config.mask_cues
+            config.mask_width,
+            config.mask_depth,
+            config.mask_context_depth,
+            config.mask_cues,
+            config.mask_refine_width,
         )
         self.analyzer_stem = (
             analyzer_stem(config.mask_width, config.mask_depth, config.analyzer_stem_context_depth)

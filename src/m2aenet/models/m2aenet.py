@@ -62,6 +62,8 @@ class M2AENetConfig:
     mask_width, mask_depth: mask predictor width and number of 3x3 convs at 1/4 size
     mask_context_depth:  3x3 convs of the predictor's context branch at 1/8 size (0: none)
     mask_cues:           the predictor also reads `blur_cues` (directional log energies)
+    mask_refine_width:   width of the predictor's `RefineBranch` (cues + features -> a logit
+                         correction; 0: none)
     analyzer_stem:       the motion analyzer computes its own features of the image (a trunk
                          of `mask_width`, `mask_depth`) instead of reading the predictor's, so
                          the predictor can be retrained or replaced without moving the
@@ -95,6 +97,7 @@ class M2AENetConfig:
     mask_depth: int = 2
     mask_context_depth: int = 0
     mask_cues: bool = False
+    mask_refine_width: int = 0
     analyzer_stem: bool = False
     analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16
@@ -143,12 +146,14 @@ class M2AENetBConfig(M2AENetConfig):
 class M2AENetS2Config(M2AENetConfig):
     """`m2aenet-s2`: the architecture of the shipped `default` weights (since session 4): the
     body on 2x2 cells (`body_scale: 2`), C = 48, 16 trajectory channels, the analyzer's own
-    stem, a depth-5 predictor context, threshold 0.3 and (since session 13) frames whose
-    `frame_blur_extent` reaches 3.5 px restored whole (docs/architecture.md)."""
+    stem, a depth-5 predictor context, threshold 0.3, (since session 13) frames whose
+    `frame_blur_extent` reaches 3.5 px restored whole and (since session 14) a predictor that
+    reads the blur cues (docs/architecture.md)."""
 
     channels: int = 48
     trajectory_channels: int = 16
     mask_context_depth: int = 5
+    mask_cues: bool = True
     analyzer_stem: bool = True
     mask_threshold: float = 0.3
     whole_frame_extent: float = 3.5

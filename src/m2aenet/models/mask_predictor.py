@@ -164,6 +164,37 @@ class ContextBranch(nn.Module):
         )
 
 
+class RefineBranch(nn.Module):
+    """A wider residual head that corrects the predictor's logits from its features and the
+    `blur_cues` (issue 19: sharp photos with bokeh were marked at 40-50% by every 16-channel,
+    2-layer predictor, whatever defocused negatives it was shown).
+
+    Telling defocus from motion blur needs comparing directions over a neighbourhood (motion
+    leaves the edges along it sharp, defocus none); a 1x1 conv then `depth` dilated 3x3 convs
+    of `width` channels (dilations 1, 2, 4, 8) reach ~120 px at 1/4 size. Its last conv starts
+    at zero, so a trained predictor given the branch starts exactly where it was.
+    """
+
+    def __init__(self, features: int, width: int, depth: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(features + CUE_CHANNELS, width, 1),
+            nn.ReLU(inplace=True),
+            *dilated_convs(width, depth),
+            nn.Conv2d(width, 1, 1),
+        ]
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor, cues: torch.Tensor) -> torch.Tensor:
+        return self.layers(torch.cat([features, cues.to(features.dtype)], dim=1))
+
+
+#: 3x3 convs of a `RefineBranch` (its width is the model's `mask_refine_width`).
+REFINE_DEPTH = 4
+
+
 class MaskPredictor(nn.Module):
     """Blur logits at 1/4 resolution from an image.
 
@@ -172,11 +203,17 @@ class MaskPredictor(nn.Module):
     `ContextBranch` at 1/8 size, then a 1x1 head. The features are what the motion analyzer
     reads when it has no trunk of its own (`M2AENetConfig.analyzer_stem`). With `cues`, the
     `blur_cues` enter the trunk's first layer through a 1x1 conv that starts at zero, so a
-    predictor given them starts exactly as it was without.
+    predictor given them starts exactly as it was without. With `refine_width` > 0, a
+    `RefineBranch` of that width adds its correction to the head's logits.
     """
 
     def __init__(
-        self, width: int = 24, depth: int = 4, context_depth: int = 0, cues: bool = False
+        self,
+        width: int = 24,
+        depth: int = 4,
+        context_depth: int = 0,
+        cues: bool = False,
+        refine_width: int = 0,
     ) -> None:
         super().__init__()
         self.features = feature_trunk(width, depth)
@@ -186,17 +223,22 @@ class MaskPredictor(nn.Module):
         if self.cues is not None:
             nn.init.zeros_(self.cues.weight)
             nn.init.zeros_(self.cues.bias)
+        self.refine = RefineBranch(width, refine_width, REFINE_DEPTH) if refine_width else None
 
     def forward(
         self, x: torch.Tensor, inputs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`inputs`: `trunk_input(x)`, when the caller has computed it already (to share it)."""
         inputs = trunk_input(x) if inputs is None else inputs
+        cues = blur_cues(x) if self.cues is not None or self.refine is not None else None
         if self.cues is None:
             features = self.features(inputs)
         else:  # the cues join the patch conv before its ReLU
             patches = self.features[0](inputs)
-            features = self.features[1:](patches + self.cues(blur_cues(x)).to(patches.dtype))
+            features = self.features[1:](patches + self.cues(cues).to(patches.dtype))
         if self.context is not None:
             features = self.context(features)
-        return self.head(features), features
+        logits = self.head(features)
+        if self.refine is not None:
+            logits = logits + self.refine(features, cues)
+        return logits, features

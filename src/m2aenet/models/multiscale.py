@@ -93,6 +93,7 @@ class M2AENetMSConfig:
     mask_depth: int = 2
     mask_context_depth: int = 3
     mask_cues: bool = False
+    mask_refine_width: int = 0
     analyzer_stem: bool = False
     analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16

@@ -30,6 +30,7 @@ SWAPPED_MODEL_KEYS = (
     "analyzer_stem_context_depth",
     "mask_context_depth",
     "mask_cues",
+    "mask_refine_width",
 )
 
 

@@ -34,9 +34,11 @@ old predictor's features, `analyzer_stem: true`, so its input does not move). A 
 given the swapped weights' `analyzer_stem`, `analyzer_stem_context_depth` and
 `mask_context_depth` (`runner.stage_overrides`), so its config need not spell them out.
 Its overrides (KEY=VALUE) are these `PredictorTraining` settings: crop, batch, lr,
-context_depth (default: the model's; deeper starts as the shallower branch), centred_fraction,
-hard_negatives, threshold (for the val scores; default: the model's), seed, threads,
-report_every. `--minutes` stops it like a training stage; it continues from its resume state.
+context_depth (default: the model's; deeper starts as the shallower branch), cues,
+refine_width (a new branch starts at zero), centred_fraction, hard_negatives,
+defocus_max_radius, zoom_out, zoom_keep_blur, sharp_fraction, threshold (for the val scores;
+default: the model's), seed, threads, report_every (`train.predictor.TUNABLE`). `--minutes`
+stops it like a training stage; it continues from its resume state.
 
 Paths are relative to the working directory, as in training configs (run from the repository
 root). Every data spec is parsed by the synth command's own parser when the recipe is loaded, so

@@ -46,9 +46,12 @@ TUNABLE = (
     "lr",
     "context_depth",
     "cues",
+    "refine_width",
     "centred_fraction",
     "hard_negatives",
     "defocus_max_radius",
+    "zoom_out",
+    "zoom_keep_blur",
     "sharp_fraction",
     "threshold",
     "seed",
@@ -72,10 +75,13 @@ class PredictorTraining:
         everywhere (`data.sharp_crops`), drawn for this share of each batch (with pools only);
     steps, minutes: stop at `steps` optimizer steps or after `minutes` of training, whichever
         comes first; the cosine learning-rate schedule runs over `minutes` when given;
-    context_depth, cues, threshold: None takes the model's `mask_context_depth`, `mask_cues`,
-        `mask_threshold` (cues added to a warm start begin at zero: `MaskPredictor`);
+    context_depth, cues, refine_width, threshold: None takes the model's `mask_context_depth`,
+        `mask_cues`, `mask_refine_width`, `mask_threshold` (cues and a refine branch added to
+        a warm start begin at zero: `MaskPredictor`);
     crop (px), batch, lr (peak, AdamW), centred_fraction (crops centred on blur),
-    hard_negatives (and the largest defocus radius among them, px), samples (synthetic crops
+    hard_negatives (and the largest defocus radius among them, px), zoom_out (share of pool
+    crops cut up to twice as large and downscaled, and the shortest blur, px, a zoom keeps:
+    `BlurCentredCrops`), samples (synthetic crops
     when there are no pools), seed, threads (torch
     CPU threads), report_every (steps between val reports and resume states).
     """
@@ -91,6 +97,7 @@ class PredictorTraining:
     minutes: float | None = None
     context_depth: int | None = None
     cues: bool | None = None
+    refine_width: int | None = None
     threshold: float | None = None
     crop: int = 160
     batch: int = 8
@@ -98,6 +105,8 @@ class PredictorTraining:
     centred_fraction: float = 0.25
     hard_negatives: bool = True
     defocus_max_radius: float = 5.0
+    zoom_out: float = 0.0
+    zoom_keep_blur: float = 0.0
     samples: int = 6000
     seed: int = 0
     threads: int = 1
@@ -110,6 +119,7 @@ class PredictorTraining:
             ("steps", self.steps is None or self.steps >= 1, ">= 1"),
             ("minutes", self.minutes is None or 0 < self.minutes < math.inf, "> 0"),
             ("context_depth", self.context_depth is None or self.context_depth >= 0, ">= 0"),
+            ("refine_width", self.refine_width is None or self.refine_width >= 0, ">= 0"),
             ("threshold", self.threshold is None or 0 < self.threshold < 1, "in (0, 1)"),
             ("crop", self.crop >= SIZE_MULTIPLE, f">= {SIZE_MULTIPLE}"),
             ("batch", self.batch >= 1, ">= 1"),
@@ -121,6 +131,8 @@ class PredictorTraining:
                 f"in [{MIN_DEFOCUS_RADIUS:g}, {MAX_DEFOCUS_RADIUS:g}]",
             ),
             ("sharp_fraction", 0 <= self.sharp_fraction <= 1, "in [0, 1]"),
+            ("zoom_out", 0 <= self.zoom_out <= 1, "in [0, 1]"),
+            ("zoom_keep_blur", 0 <= self.zoom_keep_blur < math.inf, ">= 0"),
             ("samples", self.samples >= 1 or bool(self.pools), ">= 1 without pools"),
             ("threads", self.threads >= 1, ">= 1"),
             ("report_every", self.report_every >= 1, ">= 1"),
@@ -144,6 +156,9 @@ class PredictorTraining:
                 config.mask_context_depth if self.context_depth is None else self.context_depth
             ),
             cues=config.mask_cues if self.cues is None else self.cues,
+            refine_width=(
+                config.mask_refine_width if self.refine_width is None else self.refine_width
+            ),
             threshold=config.mask_threshold if self.threshold is None else self.threshold,
         )
 
@@ -221,15 +236,19 @@ def score(
 
 
 def build_predictor(settings: PredictorTraining) -> MaskPredictor:
-    """The model's predictor (its width and depth, the settings' context depth and cues),
-    warm-started from `settings.init` when given."""
+    """The model's predictor (its width and depth, the settings' context depth, cues and refine
+    branch), warm-started from `settings.init` when given."""
     from m2aenet.train.predictor_weights import initial_weights
 
     settings = settings.resolved()
     config = settings.model_settings()
     torch.manual_seed(settings.seed)
     net = MaskPredictor(
-        config.mask_width, config.mask_depth, settings.context_depth, bool(settings.cues)
+        config.mask_width,
+        config.mask_depth,
+        settings.context_depth,
+        bool(settings.cues),
+        settings.refine_width,
     )
     if settings.init:
         initial_weights(net, settings.init)

@@ -59,6 +59,8 @@ class Batches:
                         crops_per_frame=1,
                         centred_fraction=settings.centred_fraction,
                         hard_negatives=negatives,
+                        zoom_out=settings.zoom_out,
+                        zoom_keep_blur=settings.zoom_keep_blur,
                     )
                     for root in settings.pools
                 ]
