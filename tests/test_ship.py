@@ -78,3 +78,30 @@ def test_shipped_weights_can_take_the_registered_name_of_their_architecture(
     assert all(torch.equal(value, source[key]) for key, value in load_state_dict(target).items())
     with pytest.raises(ConfigError, match="unknown key"):  # another family's config
         ship_run(tmp_path / "run", tmp_path / "bad.safetensors", registered_as="m2aenet-ms")
+
+
+def test_derived_weights_keep_the_training_summary_they_inherited(tmp_path: Path) -> None:
+    """A run folder without log.jsonl (a predictor swapped into shipped weights) keeps the
+    compute hours and note of the weights it was made from; a trained run reads its log."""
+    from predictor_helpers import write_model
+
+    from m2aenet.checkpoint import read_record
+    from m2aenet.train.ship import ship_run
+
+    first = _ship_run_with_log(tmp_path / "trained", write_model, ship_run)
+    summary = read_record(first)["training"]
+    assert summary["compute_hours"] == pytest.approx(0.01) and summary["note"] == "stage 1"
+    derived = tmp_path / "derived"
+    derived.mkdir()
+    for suffix in (".safetensors", ".json"):  # what a swap writes: the record travels along
+        (derived / f"final_ema{suffix}").write_bytes(first.with_suffix(suffix).read_bytes())
+    summary = read_record(ship_run(derived, tmp_path / "out.safetensors", note="swap"))["training"]
+    assert summary["compute_hours"] == pytest.approx(0.01)
+    assert summary["note"] == "stage 1; swap"
+
+
+def _ship_run_with_log(run: Path, write_model, ship_run) -> Path:
+    """Ship a small model from a run whose log spans 36 s of training."""
+    write_model(run / "final_ema.safetensors")
+    (run / "log.jsonl").write_text("".join(json.dumps({"time": t}) + "\n" for t in (0.0, 36.0)))
+    return ship_run(run, run.parent / "trained.safetensors", note="stage 1")

@@ -14,7 +14,6 @@ small ghosted walkers, and both changed strongly with the photo's scale (session
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from torch.utils.data import Dataset
 from m2aenet.data import transforms
 from m2aenet.data.datasets import PairedImageDataset
 from m2aenet.data.hard_negatives import HardNegatives, apply_hard_negatives
-from m2aenet.data.synth_writer import META_NAME
+from m2aenet.data.synth_writer import image_records
 from m2aenet.errors import InputError
 from m2aenet.imageio import to_uint8
 
@@ -35,18 +34,15 @@ from m2aenet.imageio import to_uint8
 def shortest_blurs(root: str | os.PathLike) -> dict[str, float]:
     """Frame name -> its shortest blur in px (the least blurred moving object, or the shake
     of a global frame), from a synth folder's meta.json; {} when the folder has none."""
-    path = Path(root) / META_NAME
-    if not path.is_file():
-        return {}
-    try:
-        shortest = {}
-        for image in json.loads(path.read_text())["images"]:
+    shortest = {}
+    for name, image in image_records(root).items():
+        try:
             lengths = [part["blur_px"] for part in image.get("objects", []) if "blur_px" in part]
             lengths += [image["blur_px"]] if "blur_px" in image else []
             if lengths:
-                shortest[str(image["name"])] = float(min(lengths))
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{path}: not a synth meta.json ({error})") from error
+                shortest[name] = float(min(lengths))
+        except (ValueError, TypeError, AttributeError) as error:
+            raise InputError(f"{root}: image {name} of meta.json: bad blur_px ({error})") from error
     return shortest
 
 

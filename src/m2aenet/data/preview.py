@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,8 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from m2aenet.data.synth_writer import META_NAME, list_samples
-from m2aenet.errors import InputError
+from m2aenet.data.synth_writer import image_records, list_samples
 from m2aenet.imageio import read_mask, read_rgb, to_uint8, write_png
 
 COLUMNS = ("blur", "sharp", "mask on blur")
@@ -95,13 +93,7 @@ def _object_label(described: dict) -> str:
 def load_preview_rows(root: str | os.PathLike, limit: int = 6) -> list[tuple]:
     """The first `limit` pairs of a synthetic set as rows (label, blur, sharp, mask)."""
     root = Path(root)
-    meta_path = root / META_NAME
-    params = {}
-    if meta_path.is_file():
-        try:
-            params = {i["name"]: i for i in json.loads(meta_path.read_text())["images"]}
-        except (ValueError, KeyError, TypeError) as error:
-            raise InputError(f"{meta_path}: not a synth meta.json ({error})") from error
+    params = image_records(root)
     rows = []
     for name in list_samples(root)[:limit]:
         blur = to_uint8(read_rgb(root / "blur" / f"{name}.png"))

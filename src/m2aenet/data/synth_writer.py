@@ -266,3 +266,15 @@ def list_samples(root: str | os.PathLike) -> list[str]:
     if not names:
         raise InputError(f"{root}: no synthetic set here (expected {blur}/NAME.png)")
     return names
+
+
+def image_records(root: str | os.PathLike) -> dict[str, dict]:
+    """A synthetic set's meta.json records of its images, by name; {} when it has no
+    meta.json; InputError when the file is not a synth meta.json."""
+    path = Path(root) / META_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return {str(image["name"]): image for image in json.loads(path.read_text())["images"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not a synth meta.json ({error})") from error

@@ -198,7 +198,9 @@ def ship_run(
 ) -> Path:
     """Write RUN/final_ema as `target` (.safetensors + .json sidecar): the threshold, the
     whole-frame share and blur extent in the config (so a lone .safetensors loads with them
-    too) and a `training` summary (steps, compute hours from log.jsonl, command, note).
+    too) and a `training` summary (steps, compute hours from log.jsonl, command, note). A run
+    without a log.jsonl holds weights derived from others (a predictor swap): its summary keeps
+    the compute hours of the weights it came from, and `note` follows their note.
     `registered_as` names the weights' architecture by another registered name of the same
     model class (the shipped architecture's own name). Returns the weights path."""
     from m2aenet.checkpoint import load_model, model_record, read_record, save_model
@@ -225,9 +227,15 @@ def ship_run(
         key: value for key, value in record.items() if key not in model_record(model)
     }
     log = run / "log.jsonl"
+    if log.is_file():
+        hours = round(training_seconds(log) / 3600, 2)
+    else:  # derived weights: what they were trained with is the record they inherited
+        inherited = record.get("training") or {}
+        hours = inherited.get("compute_hours")
+        note = "; ".join(part for part in (inherited.get("note"), note) if part)
     extra["training"] = {
         "steps": record.get("step"),
-        "compute_hours": round(training_seconds(log) / 3600, 2) if log.is_file() else None,
+        "compute_hours": hours,
         "command": record.get("command"),
         "note": note,
     }
