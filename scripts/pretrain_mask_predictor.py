@@ -65,6 +65,12 @@ def main() -> None:
         default=0.0,
         help="px: a zoom keeps each frame's shortest blur at least this long (0: any zoom)",
     )
+    parser.add_argument(
+        "--min-blur",
+        type=float,
+        default=0.0,
+        help="px: leave out pool frames whose shortest blur is shorter (0: all frames)",
+    )
     parser.add_argument("--val", type=Path, action="append", default=[])
     parser.add_argument(
         "--sharp-photos",
@@ -118,6 +124,7 @@ def main() -> None:
             defocus_max_radius=args.defocus_max_radius,
             zoom_out=args.zoom_out,
             zoom_keep_blur=args.zoom_keep_blur,
+            min_blur=args.min_blur,
             samples=args.samples,
             seed=args.seed,
             threads=args.threads,

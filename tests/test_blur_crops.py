@@ -186,3 +186,30 @@ def test_a_zoom_keeps_the_shortest_blur_long_enough(
         _frames(tmp_path / "plain"), crop_size=16, zoom_out=1.0, zoom_keep_blur=6
     )
     assert undescribed._kept_blur_zoom(0) == 1.0  # no meta.json: never zoomed
+
+
+def test_min_blur_leaves_out_frames_with_a_shorter_blur_and_keeps_undescribed_ones(
+    tmp_path: Path,
+) -> None:
+    root = _describe(
+        _frames(tmp_path / "pool", count=3),
+        [
+            {"name": "f0", "objects": [{"blur_px": 4.0}, {"blur_px": 30.0}]},
+            {"name": "f1", "blur_px": 9},
+        ],
+    )
+    every = BlurCentredCrops(root, crop_size=16, crops_per_frame=2)
+    assert len(every) == 6  # 0 keeps every frame
+    kept = BlurCentredCrops(root, crop_size=16, crops_per_frame=2, min_blur=6)
+    assert len(kept) == 4  # f0's shortest blur is 4 px; f2 has no description, so it stays
+    np.random.seed(0)
+    names = {kept[i]["name"].split("-")[0] for i in range(len(kept))}
+    assert names == {"f1", "f2"}
+    with pytest.raises(InputError, match="no frame has a blur of at least 50 px"):
+        BlurCentredCrops(
+            _describe(_frames(tmp_path / "short", count=1), [{"name": "f0", "blur_px": 9}]),
+            crop_size=16,
+            min_blur=50,
+        )
+    with pytest.raises(InputError, match="min_blur must be >= 0 px"):
+        BlurCentredCrops(root, crop_size=16, min_blur=-1)

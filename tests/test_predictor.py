@@ -121,6 +121,7 @@ def test_a_minutes_budget_ends_training_without_a_step_count(pool: Path) -> None
         (["crop"], "expected KEY=VALUE"),
         (["zoom_out=2"], r"zoom_out must be in \[0, 1\], got 2.0"),
         (["zoom_keep_blur=-1"], r"zoom_keep_blur must be >= 0, got -1.0"),
+        (["min_blur=-2"], r"min_blur must be >= 0, got -2.0"),
         (["refine_width=-8"], r"refine_width must be >= 0, got -8"),
     ],
 )

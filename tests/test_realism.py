@@ -94,6 +94,10 @@ def test_settings_are_checked_and_overridable() -> None:
         realism_from_overrides(["joint=often"])
     with pytest.raises(InputError, match="joint"):
         realism_from_overrides(["joint=2"])
+    with pytest.raises(InputError, match="depth_of_field"):
+        realism_from_overrides(["depth_of_field=1.5"])
+    with pytest.raises(InputError, match="min_view"):
+        realism_from_overrides(["min_view=0"])
 
 
 def test_the_realistic_generator_is_deterministic_and_its_mask_is_exact(tmp_path: Path) -> None:
@@ -183,15 +187,49 @@ def test_ghosting_caps_the_sub_frames_and_leaves_other_images_as_they_were(
         assert np.array_equal(b.blur[~b.mask], b.sharp[~b.mask])  # the mask stays exact
         capped += sum(o["sub_frames"] for o in a.params["objects"]) > sum(counts)
     assert capped > 0  # some smooth smears became copies
-    # Rate 0 draws nothing: the same images as before the option existed (this digest was
-    # computed with the code of commit 36851bf, which had no ghosting).
+    # Rate 0 draws nothing: the same images as before the option existed.
+    assert _digest(make(ghosting=0.0)) == _DIGEST_BEFORE_OPTIONS
+
+
+# Images 0-2 of `SampleGenerator(_photos(...), (64, 80), "local", seed=4, realism=Realism())`,
+# computed with the code of commit 36851bf, before ghosting, depth of field and min_view.
+_DIGEST_BEFORE_OPTIONS = "aefe9d8b0d34c95a026f6fa8e91df313af469eaf0604310d033e99c67cb23915"
+
+
+def _digest(generator: SampleGenerator) -> str:
     import hashlib
 
     digest = hashlib.sha256()
     for index in range(3):
-        sample = make(ghosting=0.0)(index)
+        sample = generator(index)
         digest.update(sample.blur.tobytes())
         digest.update(sample.mask.tobytes())
-    assert digest.hexdigest() == (
-        "aefe9d8b0d34c95a026f6fa8e91df313af469eaf0604310d033e99c67cb23915"
-    )
+    return digest.hexdigest()
+
+
+def test_depth_of_field_defocuses_backgrounds_only_and_leaves_other_images_as_they_were(
+    tmp_path: Path,
+) -> None:
+    photos = _photos(tmp_path)
+
+    def make(**settings) -> SampleGenerator:
+        return SampleGenerator(photos, (64, 80), "local", seed=4, realism=Realism(**settings))
+
+    assert _digest(make(depth_of_field=0.0, min_view=0.4)) == _DIGEST_BEFORE_OPTIONS
+    focused = make(depth_of_field=1.0)
+    for index in range(3):
+        sample = focused(index)
+        described = sample.params["background"]["depth_of_field"]
+        assert 1.5 <= described["radius"] and 0.3 <= described["share"] <= 0.95
+        # The defocus is the scene's: outside the motion the pair stays equal byte for byte.
+        assert np.array_equal(sample.blur[~sample.mask], sample.sharp[~sample.mask])
+
+
+def test_min_view_one_frames_the_whole_photo(tmp_path: Path) -> None:
+    photos = _photos(tmp_path)  # 150 x 200: the short side is the height
+    whole = SampleGenerator(photos, (64, 64), "local", seed=2, realism=Realism(min_view=1.0))
+    default = SampleGenerator(photos, (64, 64), "local", seed=2, realism=Realism())
+    heights = [default(i).params["background"]["box"][3] for i in range(4)]
+    for index in range(4):
+        assert whole(index).params["background"]["box"][3] == 150
+    assert min(heights) < 150  # the default zooms in

@@ -14,6 +14,7 @@ small ghosted walkers, and both changed strongly with the photo's scale (session
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,10 @@ class BlurCentredCrops(Dataset):
     crops stay what they were. With `zoom_keep_blur` > 0, s also keeps the frame's shortest
     blur (`shortest_blurs`) at least that long: a 4-px blur zoomed out to 2 px is hardly
     visible, and labelled blurred it teaches marking crisp content; frames the folder's
-    meta.json does not describe are then never zoomed.
+    meta.json does not describe are then never zoomed. With `min_blur` > 0, frames whose
+    shortest blur is under it are left out: a 3-5 px smear looks like slight defocus, and
+    labelled blurred it teaches marking real photos' out-of-focus backgrounds (frames without
+    a description are kept).
     Frames are decoded on first use and kept in memory as uint8 (about 1 MB per 512x512
     frame). Randomness comes from NumPy's global generator, which the training loader seeds
     per sample (`train.data.EpochSeededDataset`), so a resumed run cuts the same crops.
@@ -91,6 +95,7 @@ class BlurCentredCrops(Dataset):
         zoom_out: float = 0.0,
         min_zoom: float = 0.5,
         zoom_keep_blur: float = 0.0,
+        min_blur: float = 0.0,
     ) -> None:
         if not 0.0 <= zoom_out <= 1.0:
             raise InputError(f"zoom_out must be in [0, 1], got {zoom_out}")
@@ -98,6 +103,8 @@ class BlurCentredCrops(Dataset):
             raise InputError(f"min_zoom must be in (0, 1], got {min_zoom}")
         if not 0.0 <= zoom_keep_blur < float("inf"):
             raise InputError(f"zoom_keep_blur must be >= 0 px, got {zoom_keep_blur}")
+        if not 0.0 <= min_blur < float("inf"):
+            raise InputError(f"min_blur must be >= 0 px, got {min_blur}")
         if crops_per_frame < 1:
             raise InputError(f"crops_per_frame must be >= 1, got {crops_per_frame}")
         if not 0.0 <= centred_fraction <= 1.0:
@@ -112,11 +119,21 @@ class BlurCentredCrops(Dataset):
         self.hard_negatives = hard_negatives
         self.zoom_out, self.min_zoom = float(zoom_out), float(min_zoom)
         self.zoom_keep_blur = float(zoom_keep_blur)
-        self.shortest_blur = shortest_blurs(root) if zoom_out and zoom_keep_blur else {}
+        needs_lengths = (zoom_out and zoom_keep_blur) or min_blur
+        self.shortest_blur = shortest_blurs(root) if needs_lengths else {}
+        self.min_blur = float(min_blur)
+        # Indices of the frames crops are cut from (all of them unless `min_blur` drops some).
+        self.kept = [
+            index
+            for index, sample in enumerate(self.frames.samples)
+            if self.shortest_blur.get(sample.name, math.inf) >= self.min_blur
+        ]
+        if not self.kept:
+            raise InputError(f"{self.root}: no frame has a blur of at least {min_blur:g} px")
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
 
     def __len__(self) -> int:
-        return len(self.frames) * self.crops_per_frame
+        return len(self.kept) * self.crops_per_frame
 
     def _frame(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(blur, sharp (H, W, 3) uint8, mask (H, W) uint8, number of blurred pixels).
@@ -164,7 +181,7 @@ class BlurCentredCrops(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} crops")
-        frame = index // self.crops_per_frame
+        frame = self.kept[index // self.crops_per_frame]
         blur, sharp, mask, blurred = self._frame(frame)
         rng = np.random.default_rng(int(np.random.randint(0, 2**31 - 1)))
         size = self.crop_size

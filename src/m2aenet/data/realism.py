@@ -61,6 +61,10 @@ class Realism:
     ghosting: rate of an image rendered from only 3-8 sub-frames, as frames averaged from a
     low-frame-rate video are (fast movers leave separate, see-through copies instead of a
     smooth smear); 0 draws nothing, so data made before the option stays bit for bit the same.
+    depth_of_field: rate of a background partly out of focus behind in-focus moving objects
+    (`depth_of_field.shallow_focus`; labelled sharp). min_view: the smallest share of the
+    photo's short side a frame shows (1: always the whole photo, downscaled, as users' photos
+    are; the default 0.4 zooms in up to 2.5x). Both at their defaults draw as before.
     camera: the camera effect rates.
     """
 
@@ -75,6 +79,8 @@ class Realism:
     joint: float = 0.6
     approach: float = 0.15
     ghosting: float = 0.0
+    depth_of_field: float = 0.0
+    min_view: float = 0.4
     cutout: float = 0.0
     cutouts: str | None = None
     camera: CameraRates = field(default_factory=CameraRates)
@@ -85,10 +91,12 @@ class Realism:
             raise ValueError(f"shape weights must be >= 0 with a positive sum, got {weights}")
         if self.cutout > 0.0 and not self.cutouts:
             raise ValueError("cutout > 0 needs cutouts=FOLDER (scripts/collect_cutouts.py)")
-        for name in ("same_photo", "thin_part", "joint", "approach", "ghosting"):
+        for name in ("same_photo", "thin_part", "joint", "approach", "ghosting", "depth_of_field"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"realism rate {name} must be in [0, 1], got {value}")
+        if not 0.0 < self.min_view <= 1.0:
+            raise ValueError(f"min_view must be in (0, 1], got {self.min_view}")
         if not 1 <= self.max_objects <= 8:
             raise ValueError(f"max_objects must be in 1..8, got {self.max_objects}")
         if not 0.0 < self.min_area <= self.max_area <= 0.6:

@@ -34,6 +34,7 @@ from m2aenet.data.compositing import (
     motion_field,
 )
 from m2aenet.data.cutouts import Cutouts
+from m2aenet.data.depth_of_field import shallow_focus
 from m2aenet.data.motion_paths import (
     CameraShake,
     JointMotion,
@@ -506,7 +507,10 @@ class SampleGenerator:
     ) -> SynthSample:
         """A local scene of `realism.realistic_objects` through `camera`."""
         path, photo = self._pick(rng, self.size)
-        background, crop = random_crop(photo, self.size, rng)
+        background, crop = random_crop(photo, self.size, rng, min_fraction=settings.min_view)
+        # Drawn only when the rate is set, so data made without the option stays the same.
+        if settings.depth_of_field > 0 and rng.random() < settings.depth_of_field:
+            background, crop["depth_of_field"] = shallow_focus(background, rng)
 
         def pick_texture(rng: np.random.Generator, size: tuple[int, int]) -> tuple:
             for attempt in range(6):  # retry flat crops, as `_local` does

@@ -52,6 +52,7 @@ TUNABLE = (
     "defocus_max_radius",
     "zoom_out",
     "zoom_keep_blur",
+    "min_blur",
     "sharp_fraction",
     "threshold",
     "seed",
@@ -81,7 +82,8 @@ class PredictorTraining:
     crop (px), batch, lr (peak, AdamW), centred_fraction (crops centred on blur),
     hard_negatives (and the largest defocus radius among them, px), zoom_out (share of pool
     crops cut up to twice as large and downscaled, and the shortest blur, px, a zoom keeps:
-    `BlurCentredCrops`), samples (synthetic crops
+    `BlurCentredCrops`), min_blur (px: pool frames whose shortest blur is shorter are left
+    out), samples (synthetic crops
     when there are no pools), seed, threads (torch
     CPU threads), report_every (steps between val reports and resume states).
     """
@@ -107,6 +109,7 @@ class PredictorTraining:
     defocus_max_radius: float = 5.0
     zoom_out: float = 0.0
     zoom_keep_blur: float = 0.0
+    min_blur: float = 0.0
     samples: int = 6000
     seed: int = 0
     threads: int = 1
@@ -133,6 +136,7 @@ class PredictorTraining:
             ("sharp_fraction", 0 <= self.sharp_fraction <= 1, "in [0, 1]"),
             ("zoom_out", 0 <= self.zoom_out <= 1, "in [0, 1]"),
             ("zoom_keep_blur", 0 <= self.zoom_keep_blur < math.inf, ">= 0"),
+            ("min_blur", 0 <= self.min_blur < math.inf, ">= 0"),
             ("samples", self.samples >= 1 or bool(self.pools), ">= 1 without pools"),
             ("threads", self.threads >= 1, ">= 1"),
             ("report_every", self.report_every >= 1, ">= 1"),

@@ -61,6 +61,7 @@ class Batches:
                         hard_negatives=negatives,
                         zoom_out=settings.zoom_out,
                         zoom_keep_blur=settings.zoom_keep_blur,
+                        min_blur=settings.min_blur,
                     )
                     for root in settings.pools
                 ]
