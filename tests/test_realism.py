@@ -173,11 +173,7 @@ def test_swinging_limbs_keep_to_the_requested_blur_lengths() -> None:
 def test_ghosting_caps_the_sub_frames_and_leaves_other_images_as_they_were(
     tmp_path: Path,
 ) -> None:
-    photos = _photos(tmp_path)
-
-    def make(**settings) -> SampleGenerator:
-        return SampleGenerator(photos, (64, 80), "local", seed=4, realism=Realism(**settings))
-
+    make = _digest_generator(tmp_path)
     plain, ghosted = make(), make(ghosting=1.0)
     capped = 0
     for index in range(4):
@@ -196,6 +192,14 @@ def test_ghosting_caps_the_sub_frames_and_leaves_other_images_as_they_were(
 _DIGEST_BEFORE_OPTIONS = "aefe9d8b0d34c95a026f6fa8e91df313af469eaf0604310d033e99c67cb23915"
 
 
+def _digest_generator(folder: Path):
+    """settings -> the generator `_DIGEST_BEFORE_OPTIONS` was computed with, given `Realism`."""
+    photos = _photos(folder)
+    return lambda **settings: SampleGenerator(
+        photos, (64, 80), "local", seed=4, realism=Realism(**settings)
+    )
+
+
 def _digest(generator: SampleGenerator) -> str:
     import hashlib
 
@@ -210,11 +214,7 @@ def _digest(generator: SampleGenerator) -> str:
 def test_depth_of_field_defocuses_backgrounds_only_and_leaves_other_images_as_they_were(
     tmp_path: Path,
 ) -> None:
-    photos = _photos(tmp_path)
-
-    def make(**settings) -> SampleGenerator:
-        return SampleGenerator(photos, (64, 80), "local", seed=4, realism=Realism(**settings))
-
+    make = _digest_generator(tmp_path)
     assert _digest(make(depth_of_field=0.0, min_view=0.4)) == _DIGEST_BEFORE_OPTIONS
     focused = make(depth_of_field=1.0)
     for index in range(3):
