@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from m2aenet.data.compositing import linear_to_srgb
+from m2aenet.data.draws import log_uniform
 from m2aenet.data.hard_negatives import disc_kernel
 from m2aenet.imageio import to_uint8
 
@@ -160,20 +161,16 @@ def _convolve_kernels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out[0, 0].numpy()
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return math.exp(rng.uniform(math.log(low), math.log(high)))
-
-
 def sample_camera(rng: np.random.Generator, rates: CameraRates) -> Camera:
     """Draw one camera: every effect is drawn (so each rate changes only its own effect)."""
     draws = rng.random(8)
     highlight_gain = rng.uniform(2.0, 8.0)
     exposure = 2.0 ** rng.uniform(-1.0, 0.8)
-    contrast, gamma = rng.uniform(-0.5, 0.8), _log_uniform(rng, 0.8, 1.25)
+    contrast, gamma = rng.uniform(-0.5, 0.8), log_uniform(rng, 0.8, 1.25)
     radius = rng.uniform(0.5, 1.5)
     angle, length = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(1.0, 3.0)
     bend = rng.uniform(-0.5, 0.5) * length
-    shot, read = _log_uniform(rng, 1e-4, 4e-3), _log_uniform(rng, 1e-6, 1e-4)
+    shot, read = log_uniform(rng, 1e-4, 4e-3), log_uniform(rng, 1e-6, 1e-4)
     noise_seed = int(rng.integers(2**31))
     quality = int(rng.integers(60, 96))
     direction = np.array([math.cos(angle), math.sin(angle)])

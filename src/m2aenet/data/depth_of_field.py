@@ -16,6 +16,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from m2aenet.data.draws import log_uniform
 from m2aenet.data.hard_negatives import defocus
 from m2aenet.data.masks import smooth_noise
 from m2aenet.imageio import to_uint8
@@ -35,9 +36,7 @@ def shallow_focus(background: np.ndarray, rng: np.random.Generator) -> tuple[np.
     """
     height, width = background.shape[:2]
     scale = min(height, width) / 512.0
-    radius = max(
-        1.5, scale * math.exp(rng.uniform(math.log(SMALLEST_RADIUS), math.log(LARGEST_RADIUS)))
-    )
+    radius = max(1.5, scale * log_uniform(rng, SMALLEST_RADIUS, LARGEST_RADIUS))
     share = float(rng.uniform(0.3, 0.95))
     angle = rng.uniform(0.0, 2.0 * math.pi)
     tilt = rng.uniform(0.0, 4.0)

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from m2aenet.data.camera import CameraRates
+from m2aenet.data.draws import log_uniform
 from m2aenet.data.motion_paths import JointMotion, Motion, path_length, sample_object_motion
 from m2aenet.data.segment_shapes import (
     feathered_alpha,
@@ -163,10 +164,6 @@ CutoutPicker = Callable[
 ]
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return math.exp(rng.uniform(math.log(low), math.log(high)))
-
-
 def _edge_strength(texture: np.ndarray) -> float:
     """Mean absolute luma difference between neighbouring pixels of a uint8 (h, w, 3) crop."""
     luma = texture @ _LUMA
@@ -221,9 +218,9 @@ def realistic_objects(
     objects: list[SceneObject] = []
     for index in range(count):
         area = (
-            _log_uniform(rng, settings.min_area, high)
+            log_uniform(rng, settings.min_area, high)
             if index
-            else _log_uniform(rng, settings.min_area, settings.max_area)
+            else log_uniform(rng, settings.min_area, settings.max_area)
         )
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
         if kind == "cutout":
@@ -235,7 +232,7 @@ def realistic_objects(
             objects.append(SceneObject(texture, alpha, top, left, motion, described))
             continue
         fill = rng.uniform(0.35, 0.7) if kind != "blob" else 0.7
-        aspect = _log_uniform(rng, 0.5, 2.0)
+        aspect = log_uniform(rng, 0.5, 2.0)
         box_area = area * frame / fill
         h = int(np.clip(round(math.sqrt(box_area / aspect)), 24, 0.95 * height))
         w = int(np.clip(round(math.sqrt(box_area * aspect)), 24, 0.95 * width))
@@ -312,7 +309,7 @@ def _object_motion(
 ) -> Motion:
     """An object's own motion over a (h, w) box: a blur length from `blur_range`, approach /
     recede at `settings.approach`."""
-    length = _log_uniform(rng, *blur_range)
+    length = log_uniform(rng, *blur_range)
     kind = "approach" if rng.random() < settings.approach else None
     return sample_object_motion(rng, length, radius=0.4 * max(box), kind=kind)
 
@@ -343,5 +340,5 @@ def _swing(
     """Radians a limb turns about `joint` so its tip moves a blur length of its own."""
     ys, xs = np.nonzero(limb)
     reach = float(np.hypot(xs - joint[0], ys - joint[1]).max()) if len(xs) else 1.0
-    tip_path = _log_uniform(rng, *blur_range)
+    tip_path = log_uniform(rng, *blur_range)
     return float(rng.choice([-1.0, 1.0]) * min(tip_path / max(reach, 1.0), math.radians(60)))

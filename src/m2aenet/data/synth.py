@@ -35,6 +35,7 @@ from m2aenet.data.compositing import (
 )
 from m2aenet.data.cutouts import Cutouts
 from m2aenet.data.depth_of_field import shallow_focus
+from m2aenet.data.draws import log_uniform
 from m2aenet.data.motion_paths import (
     CameraShake,
     JointMotion,
@@ -123,10 +124,6 @@ def global_margin(size: tuple[int, int]) -> int:
     """Extra scene border (px, each side) `synthesize_global` needs around a `size` frame: the
     farthest a frame pixel can move (path plus rotation, see `sample_camera_shake`) + 2."""
     return math.ceil(1.25 * global_blur_range(size)[1]) + 2
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -285,7 +282,7 @@ def synthesize_local(
         alpha = object_alpha(h, w, rng, feather)
         cx = rng.uniform(-0.15 * w, width - 1 + 0.15 * w)
         cy = rng.uniform(-0.15 * h, height - 1 + 0.15 * h)
-        length = _log_uniform(rng, low, high)
+        length = log_uniform(rng, low, high)
         motion = sample_object_motion(rng, length, radius=0.4 * max(h, w))
         top, left = round(cy - (h - 1) / 2), round(cx - (w - 1) / 2)
         objects.append(MovingObject(texture, alpha, top, left, motion))
@@ -359,7 +356,7 @@ def synthesize_global(
     height, width = size
     low, high = blur_range or global_blur_range(size)
     radius = 0.5 * math.hypot(width, height)
-    shake = sample_camera_shake(rng, _log_uniform(rng, low, high), radius)
+    shake = sample_camera_shake(rng, log_uniform(rng, low, high), radius)
     return render_global(scene, shake, size, motion_points, camera)
 
 
@@ -477,8 +474,8 @@ class SampleGenerator:
         count = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))
         textures, sources = [], []
         for _ in range(count):
-            area = _log_uniform(rng, 0.03, 0.25) / math.sqrt(count) * height * width
-            aspect = _log_uniform(rng, 0.5, 2.0)
+            area = log_uniform(rng, 0.03, 0.25) / math.sqrt(count) * height * width
+            aspect = log_uniform(rng, 0.5, 2.0)
             h = int(np.clip(round(math.sqrt(area / aspect)), 16, max(16, 0.9 * height)))
             w = int(np.clip(round(math.sqrt(area * aspect)), 16, max(16, 0.9 * width)))
             for attempt in range(6):  # retry flat crops: an object must show its motion
