@@ -101,9 +101,9 @@ class BlurCentredCrops(Dataset):
             raise InputError(f"zoom_out must be in [0, 1], got {zoom_out}")
         if not 0.0 < min_zoom <= 1.0:
             raise InputError(f"min_zoom must be in (0, 1], got {min_zoom}")
-        if not 0.0 <= zoom_keep_blur < float("inf"):
+        if not 0.0 <= zoom_keep_blur < math.inf:
             raise InputError(f"zoom_keep_blur must be >= 0 px, got {zoom_keep_blur}")
-        if not 0.0 <= min_blur < float("inf"):
+        if not 0.0 <= min_blur < math.inf:
             raise InputError(f"min_blur must be >= 0 px, got {min_blur}")
         if crops_per_frame < 1:
             raise InputError(f"crops_per_frame must be >= 1, got {crops_per_frame}")
@@ -121,12 +121,11 @@ class BlurCentredCrops(Dataset):
         self.zoom_keep_blur = float(zoom_keep_blur)
         needs_lengths = (zoom_out and zoom_keep_blur) or min_blur
         self.shortest_blur = shortest_blurs(root) if needs_lengths else {}
-        self.min_blur = float(min_blur)
         # Indices of the frames crops are cut from (all of them unless `min_blur` drops some).
         self.kept = [
             index
             for index, sample in enumerate(self.frames.samples)
-            if self.shortest_blur.get(sample.name, math.inf) >= self.min_blur
+            if self.shortest_blur.get(sample.name, math.inf) >= min_blur
         ]
         if not self.kept:
             raise InputError(f"{self.root}: no frame has a blur of at least {min_blur:g} px")
