@@ -32,6 +32,11 @@ def main() -> None:
         "--cues", action="store_true", help="add the directional blur cues (zero at the start)"
     )
     parser.add_argument(
+        "--edge-cues",
+        action="store_true",
+        help="add the edge widths per orientation (zero at the start)",
+    )
+    parser.add_argument(
         "--refine-width",
         type=int,
         help="add a refine branch of this width (cues + features; zero at the start)",
@@ -114,6 +119,7 @@ def main() -> None:
             minutes=args.minutes or None,
             context_depth=args.context_depth,
             cues=True if args.cues else None,
+            edge_cues=True if args.edge_cues else None,
             refine_width=args.refine_width,
             threshold=args.threshold,
             crop=args.crop,

@@ -70,6 +70,14 @@ def _cases(root: Path) -> dict[str, tuple[list[str], str]]:
             [*deblur, "--whole-frame-extent", "nan"],
             "expected px in [0, 28.28] (0: off), got 'nan'",
         ),
+        "deblur --defocus-veto 12": (
+            [*deblur, "--defocus-veto", "12"],
+            "expected px in [0, 12) (0: off), got '12'",
+        ),
+        "deblur --defocus-veto inf": (
+            [*deblur, "--defocus-veto", "inf"],
+            "expected px in [0, 12) (0: off), got 'inf'",
+        ),
         "deblur --jpeg-quality 0": ([*deblur, "--jpeg-quality", "0"], "1..100"),
         "deblur missing input": (["deblur", str(root / "no.png"), "-o", out], "no such file"),
         "synth --preview-rows 0": (

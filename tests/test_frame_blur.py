@@ -81,6 +81,15 @@ def test_large_frames_are_measured_at_the_working_size() -> None:
     assert float(frame_blur_extent(large)) > 3.0
 
 
+def _train_and_deploy(model: torch.nn.Module, x: torch.Tensor) -> tuple:
+    """The outputs of `model` on x as it is and reparameterized (deploy mode, pixel executor)."""
+    with torch.no_grad():
+        train_out = model(x)
+        deployed = copy.deepcopy(model).reparameterize()
+        deployed.executor = "pixel"
+        return train_out, deployed(x)
+
+
 def test_a_shaken_frame_is_restored_whole_in_train_and_deploy_mode() -> None:
     """whole_frame_extent: the shaken frame gets a full mask whatever the predictor marked;
     the sharp one keeps exactly its predicted mask (and its outside pixels)."""
@@ -96,10 +105,7 @@ def test_a_shaken_frame_is_restored_whole_in_train_and_deploy_mode() -> None:
     decided.whole_frame_extent = 4.5
     with torch.no_grad():
         plain = model(x)
-        train_out = decided(x)
-        deployed = copy.deepcopy(decided).reparameterize()
-        deployed.executor = "pixel"
-        deploy_out = deployed(x)
+    train_out, deploy_out = _train_and_deploy(decided, x)
     assert plain.mask[1].mean() < 1.0  # the predictor alone did not mark it all
     assert train_out.mask[1].min() == 1.0
     assert torch.equal(train_out.mask[0], plain.mask[0])
@@ -150,3 +156,45 @@ def test_exported_graphs_leave_the_whole_frame_decision_out() -> None:
         deciding = model(shaken).mask
     assert deciding.min() == 1.0 and mask.min() == 0.0
     assert model.whole_frame_extent == 3.5
+
+
+def test_the_defocus_veto_unmarks_defocused_cells_in_train_and_deploy_mode() -> None:
+    """mask_defocus_veto: a predictor that marks everything keeps its marks on the sharp photo
+    and loses them where the photo is defocused; deploy mode agrees."""
+    photo = _photo()
+    defocused = photo.clone()
+    defocused[..., :, 128:] = F.avg_pool2d(
+        F.pad(photo[..., :, 128:], (4, 4, 4, 4), mode="replicate"), 9, stride=1
+    )  # the right half out of focus
+    torch.manual_seed(0)
+    model = create_model("m2aenet-ms", **SMALL).eval()
+    with torch.no_grad():
+        model.mask_predictor.head.bias.fill_(20.0)  # p ~ 1: everything marked
+    vetoing = copy.deepcopy(model)
+    vetoing.defocus_veto = 1.5
+    with torch.no_grad():
+        plain = model(defocused)
+    out, deploy_out = _train_and_deploy(vetoing, defocused)
+    assert plain.mask.min() == 1.0
+    assert out.mask[..., 16:-16, 16:112].mean() > 0.95  # the sharp half stays marked
+    # the defocused half is left alone where it has edges (flat cells get no verdict)
+    assert out.mask[..., 16:-16, 144:-16].mean() < 0.5
+    assert torch.equal(deploy_out.mask, out.mask)
+    torch.testing.assert_close(deploy_out.image, out.image, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("value", [-0.5, 12.0])
+def test_the_defocus_veto_is_checked(value: float) -> None:
+    for name in ("m2aenet-ms", "m2aenet-s2"):
+        with pytest.raises(ConfigError, match=r"mask_defocus_veto must be in \[0, 12\) px"):
+            create_model(name, mask_defocus_veto=value)
+
+
+def test_deblurrer_defocus_veto_sets_the_model_and_refuses_bad_values() -> None:
+    veto = Deblurrer.from_pretrained("default", device="cpu", count_flops=False, defocus_veto=1.5)
+    assert veto.model.defocus_veto == 1.5
+    plain = Deblurrer.from_pretrained("default", device="cpu", count_flops=False)
+    assert plain.model.defocus_veto == 0.0  # the shipped weights' own: off
+    for bad in (-1.0, 12.0, float("nan"), True, "1.5"):
+        with pytest.raises(ConfigError, match="defocus_veto"):
+            Deblurrer.from_pretrained("default", device="cpu", count_flops=False, defocus_veto=bad)

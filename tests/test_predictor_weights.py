@@ -129,24 +129,25 @@ def test_a_deeper_context_branch_starts_as_the_shallower_one(tmp_path: Path) -> 
         assert shallow.context(torch.rand(2, 8, 16, 16)).abs().sum() > 0
 
 
+@pytest.mark.parametrize("cue", ["cues", "edge_cues"])
 @pytest.mark.parametrize("name", FAMILIES)
 def test_cues_join_a_warm_start_at_zero_and_the_swap_turns_them_on(
-    tmp_path: Path, name: str
+    tmp_path: Path, name: str, cue: str
 ) -> None:
     weights = write_model(tmp_path / "ema.safetensors", name)
     old = load_model(weights)
     config = old.config
     trained = MaskPredictor(
-        config.mask_width, config.mask_depth, config.mask_context_depth, cues=True
+        config.mask_width, config.mask_depth, config.mask_context_depth, **{cue: True}
     )
     initial_weights(trained, weights)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(trained(x)[0], old.mask_predictor(x)[0])
-        trained.cues.weight.add_(0.1)
+        getattr(trained, cue).weight.add_(0.1)
     path = save_predictor(tmp_path / "cues.safetensors", trained)
     new = load_model(swap_mask_predictor(weights, path, tmp_path / "swapped.safetensors"))
-    assert new.config.mask_cues and not old.config.mask_cues
+    assert getattr(new.config, f"mask_{cue}") and not getattr(old.config, f"mask_{cue}")
     with torch.no_grad():
         assert torch.equal(new.mask_predictor(x)[0], trained(x)[0])
 

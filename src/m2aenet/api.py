@@ -283,6 +283,9 @@ class Deblurrer:
     threshold: sets `model.mask_threshold` (higher: fewer pixels processed, faster).
     whole_frame_extent: sets `model.whole_frame_extent`: a frame whose `frame_blur_extent`
         reaches it (camera shake) is restored whole; 0 turns the decision off.
+    defocus_veto: sets `model.defocus_veto` (px): where even the narrowest edge orientation is
+        wider than this, the photo is out of focus, not smeared, and is left unmarked (saves
+        the work on bokeh; long smears of fine texture can look alike, docs/usage.md); 0: off.
     dense: process every pixel (an all-ones mask), for comparison with the pruned run.
     tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS pixels, 0 never.
     tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps).
@@ -304,16 +307,19 @@ class Deblurrer:
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         executor: str = "auto",
         whole_frame_extent: float | None = None,
+        defocus_veto: float | None = None,
         count_flops: bool = True,
         threads: int | None = None,
     ) -> None:
         from m2aenet.device import check_threads, resolve_device
-        from m2aenet.limits import check_threshold, check_whole_frame_extent
+        from m2aenet.limits import check_defocus_veto, check_threshold, check_whole_frame_extent
 
         if threshold is not None:
             threshold = check_threshold(threshold)
         if whole_frame_extent is not None:
             whole_frame_extent = check_whole_frame_extent(whole_frame_extent)
+        if defocus_veto is not None:
+            defocus_veto = check_defocus_veto(defocus_veto)
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval()
         if threshold is not None:
@@ -322,6 +328,10 @@ class Deblurrer:
             if not hasattr(self.model, "whole_frame_extent"):
                 raise ConfigError(f"{type(model).__name__} has no whole-frame decision")
             self.model.whole_frame_extent = whole_frame_extent
+        if defocus_veto is not None:
+            if not hasattr(self.model, "defocus_veto"):
+                raise ConfigError(f"{type(model).__name__} has no defocus veto")
+            self.model.defocus_veto = defocus_veto
         if hasattr(self.model, "executor"):
             self.model.executor = executor
         check_tiling(tile, tile_overlap)
@@ -347,12 +357,14 @@ class Deblurrer:
         """
         from m2aenet.checkpoint import load_model
         from m2aenet.device import resolve_device
-        from m2aenet.limits import check_threshold, check_whole_frame_extent
+        from m2aenet.limits import check_defocus_veto, check_threshold, check_whole_frame_extent
 
         if options.get("threshold") is not None:  # a bad value must not wait for the model
             check_threshold(options["threshold"])
         if options.get("whole_frame_extent") is not None:
             check_whole_frame_extent(options["whole_frame_extent"])
+        if options.get("defocus_veto") is not None:
+            check_defocus_veto(options["defocus_veto"])
         check_tiling(options.get("tile"), options.get("tile_overlap", DEFAULT_TILE_OVERLAP))
         device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         model = load_model(weights, device=device)

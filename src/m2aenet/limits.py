@@ -22,6 +22,9 @@ MAX_PARAMETERS = 2**30
 #: Largest `frame_blur_extent` (px): 20 lags of correlation 1 along a diagonal. Kept here, not
 #: imported from the model, so argument parsing stays free of torch.
 MAX_FRAME_BLUR_EXTENT = 20 * math.sqrt(2.0)
+#: Edge widths (px) are read up to this (`models.edge_width.MAX_WIDTH`), so a defocus veto
+#: must stay below it. Kept here for the same reason.
+MAX_DEFOCUS_VETO = 12.0
 
 
 def check_threshold(value: object, name: str = "threshold") -> float:
@@ -46,4 +49,16 @@ def check_whole_frame_extent(value: object, name: str = "whole_frame_extent") ->
     number = float(value)
     if not (math.isfinite(number) and 0.0 <= number <= MAX_FRAME_BLUR_EXTENT):
         raise ConfigError(f"{name} {value!r}: must be in [0, {MAX_FRAME_BLUR_EXTENT:.2f}] px")
+    return number
+
+
+def check_defocus_veto(value: object, name: str = "defocus_veto") -> float:
+    """`value` as the edge width (px) above which defocused cells are left unmarked: 0 (off)
+    up to, not including, `MAX_DEFOCUS_VETO`. NaN, infinities, strings and booleans: a
+    ConfigError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} {value!r}: must be a number of px (0: off)")
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 <= number < MAX_DEFOCUS_VETO):
+        raise ConfigError(f"{name} {value!r}: must be in [0, {MAX_DEFOCUS_VETO:g}) px")
     return number

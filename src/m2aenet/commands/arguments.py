@@ -96,6 +96,19 @@ def whole_frame_extent(text: str) -> float:
         ) from error
 
 
+def defocus_veto(text: str) -> float:
+    """Edge width px (`m2aenet.limits.check_defocus_veto`), or an argparse error."""
+    from m2aenet.errors import ConfigError
+    from m2aenet.limits import MAX_DEFOCUS_VETO, check_defocus_veto
+
+    try:
+        return check_defocus_veto(float(text))
+    except (ValueError, ConfigError) as error:
+        raise argparse.ArgumentTypeError(
+            f"expected px in [0, {MAX_DEFOCUS_VETO:g}) (0: off), got {text!r}"
+        ) from error
+
+
 def threshold_help(what: str) -> str:
     """Help text of a `--threshold` option that shows the shipped weights' own threshold.
 

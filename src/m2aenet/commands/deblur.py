@@ -25,6 +25,7 @@ from m2aenet.commands.arguments import (
     add_threads_option,
     add_threshold_option,
     add_weights_option,
+    defocus_veto,
     whole_frame_extent,
 )
 
@@ -48,6 +49,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_weights_option(parser)
     add_threshold_option(parser, "blur-mask threshold")
+    parser.add_argument(
+        "--defocus-veto",
+        type=defocus_veto,
+        default=None,
+        metavar="PX",
+        help=(
+            "leave unmarked what is out of focus: where even the narrowest edge orientation is "
+            "wider than PX px (1.5 cut bokeh marks by 15-30 points; long smears of fine texture "
+            "can look alike; docs/usage.md); 0: off (default: the weights' own, off)"
+        ),
+    )
     parser.add_argument(
         "--whole-frame-extent",
         type=whole_frame_extent,
@@ -173,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         device=_process_device(args.device, world_size),
         threshold=args.threshold,
         whole_frame_extent=args.whole_frame_extent,
+        defocus_veto=args.defocus_veto,
         dense=args.dense,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
@@ -210,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         "dense": args.dense,
         "threshold": getattr(deblurrer.model, "mask_threshold", None),
         "whole_frame_extent": getattr(deblurrer.model, "whole_frame_extent", None),
+        "defocus_veto": getattr(deblurrer.model, "defocus_veto", None),
         "rank": rank,
         "world_size": world_size,
         "summary": summary,

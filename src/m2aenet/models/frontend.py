@@ -17,6 +17,8 @@ from torch import nn
 
 from m2aenet.errors import ConfigError
 from m2aenet.limits import MAX_ANALYZER_LEVELS, MAX_CONFIG_INT
+from m2aenet.models.edge_width import MAX_WIDTH as MAX_EDGE_WIDTH
+from m2aenet.models.edge_width import defocused_cells
 from m2aenet.models.frame_blur import MAX_EXTENT as MAX_FRAME_EXTENT
 from m2aenet.models.frame_blur import frame_blur_extent
 from m2aenet.models.mask_predictor import (
@@ -95,6 +97,11 @@ def check_front_end_config(config: Any) -> None:
             f"model_config.whole_frame_extent must be in [0, {MAX_FRAME_EXTENT:g}] px (0: off), "
             f"got {config.whole_frame_extent}"
         )
+    if not 0.0 <= config.mask_defocus_veto < MAX_EDGE_WIDTH:
+        raise ConfigError(
+            f"model_config.mask_defocus_veto must be in [0, {MAX_EDGE_WIDTH:g}) px (0: off), "
+            f"got {config.mask_defocus_veto}"
+        )
     if config.mlp_ratio <= 0:
         raise ConfigError(f"model_config.mlp_ratio must be > 0, got {config.mlp_ratio}")
 
@@ -142,9 +149,10 @@ class MaskMotionFrontEnd(nn.Module):
     """Mask predictor + motion analyzer; subclasses add the restoration body.
 
     Reads from `config`: mask_width, mask_depth, mask_context_depth, mask_cues,
-    mask_refine_width, analyzer_stem,
+    mask_refine_width, mask_edge_cues, analyzer_stem,
     analyzer_stem_context_depth, analyzer_width, analyzer_levels, motion_scale,
-    mask_threshold, mask_dilation, whole_frame_fraction, whole_frame_extent, trajectory_points.
+    mask_threshold, mask_dilation, mask_defocus_veto, whole_frame_fraction, whole_frame_extent,
+    trajectory_points.
     """
 
     size_multiple = SIZE_MULTIPLE
@@ -159,6 +167,7 @@ class MaskMotionFrontEnd(nn.Module):
             config.mask_context_depth,
             config.mask_cues,
             config.mask_refine_width,
+            config.mask_edge_cues,
         )
         self.analyzer_stem = (
             analyzer_stem(config.mask_width, config.mask_depth, config.analyzer_stem_context_depth)
@@ -172,6 +181,7 @@ class MaskMotionFrontEnd(nn.Module):
         self.mask_dilation = config.mask_dilation
         self.whole_frame_fraction = config.whole_frame_fraction
         self.whole_frame_extent = config.whole_frame_extent
+        self.defocus_veto = config.mask_defocus_veto
         self.deployed = False
         self.executor = "auto"
         self.last_executor: str | None = None  # what the last deploy forward ran
@@ -227,7 +237,11 @@ class MaskMotionFrontEnd(nn.Module):
         prob = blur_probability(logits.float(), padded.shape[-2:])
         pad = (0, padded.shape[-1] - width, 0, padded.shape[-2] - height)
         if mask is None:
-            hard = hard_mask(prob, self.mask_threshold, self.mask_dilation)[..., :height, :width]
+            marked = prob
+            if self.defocus_veto > 0.0:  # defocus is not motion blur: its cells stay unmarked
+                defocused = defocused_cells(padded, self.defocus_veto).to(prob.dtype)
+                marked = prob * (1.0 - F.interpolate(defocused, size=prob.shape[-2:]))
+            hard = hard_mask(marked, self.mask_threshold, self.mask_dilation)[..., :height, :width]
             if self.whole_frame_fraction < 1.0:
                 # An image-level decision: a mostly marked frame is camera shake, restored whole.
                 share = hard.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)

@@ -64,6 +64,8 @@ class M2AENetConfig:
     mask_cues:           the predictor also reads `blur_cues` (directional log energies)
     mask_refine_width:   width of the predictor's `RefineBranch` (cues + features -> a logit
                          correction; 0: none)
+    mask_edge_cues:      the predictor also reads `edge_width_cues` (edge widths per
+                         orientation: a smear or defocus)
     analyzer_stem:       the motion analyzer computes its own features of the image (a trunk
                          of `mask_width`, `mask_depth`) instead of reading the predictor's, so
                          the predictor can be retrained or replaced without moving the
@@ -82,6 +84,9 @@ class M2AENetConfig:
     whole_frame_extent:  an image whose `frame_blur_extent` (px at 640 px: how far its sharpest
                          parts stay correlated) reaches this is camera shake, restored whole,
                          whatever the predictor marked; 0: off
+    mask_defocus_veto:   px: where even the narrowest edge orientation is wider than this
+                         (`edge_width.defocused_cells`: defocus widens every edge, a smear only
+                         those across it), nothing is marked; 0: off
     batch_norm:          BatchNorm in the mixer branches (folded by reparameterize())
     body_scale:          s, the body's cell size in pixels (1: full resolution; 2: the body
                          runs on pixel-unshuffled 2x2 cells, twice the reach per conv)
@@ -98,6 +103,7 @@ class M2AENetConfig:
     mask_context_depth: int = 0
     mask_cues: bool = False
     mask_refine_width: int = 0
+    mask_edge_cues: bool = False
     analyzer_stem: bool = False
     analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16
@@ -107,6 +113,7 @@ class M2AENetConfig:
     mask_dilation: int = 2
     whole_frame_fraction: float = 1.0
     whole_frame_extent: float = 0.0
+    mask_defocus_veto: float = 0.0
     batch_norm: bool = False
     body_scale: int = 1
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2aenet.models.edge_width import EDGE_CUE_CHANNELS, edge_width_cues
+
 
 def dilate_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Binary dilation of a (B, 1, H, W) {0, 1} mask by a (2r+1)^2 square, via max-pooling.
@@ -203,8 +205,9 @@ class MaskPredictor(nn.Module):
     `ContextBranch` at 1/8 size, then a 1x1 head. The features are what the motion analyzer
     reads when it has no trunk of its own (`M2AENetConfig.analyzer_stem`). With `cues`, the
     `blur_cues` enter the trunk's first layer through a 1x1 conv that starts at zero, so a
-    predictor given them starts exactly as it was without. With `refine_width` > 0, a
-    `RefineBranch` of that width adds its correction to the head's logits.
+    predictor given them starts exactly as it was without; `edge_cues` do the same with
+    `edge_width_cues` (how wide edges are across and along a smear: motion or defocus). With
+    `refine_width` > 0, a `RefineBranch` of that width adds its correction to the head's logits.
     """
 
     def __init__(
@@ -214,6 +217,7 @@ class MaskPredictor(nn.Module):
         context_depth: int = 0,
         cues: bool = False,
         refine_width: int = 0,
+        edge_cues: bool = False,
     ) -> None:
         super().__init__()
         self.features = feature_trunk(width, depth)
@@ -224,6 +228,10 @@ class MaskPredictor(nn.Module):
             nn.init.zeros_(self.cues.weight)
             nn.init.zeros_(self.cues.bias)
         self.refine = RefineBranch(width, refine_width, REFINE_DEPTH) if refine_width else None
+        self.edge_cues = nn.Conv2d(EDGE_CUE_CHANNELS, width, 1) if edge_cues else None
+        if self.edge_cues is not None:
+            nn.init.zeros_(self.edge_cues.weight)
+            nn.init.zeros_(self.edge_cues.bias)
 
     def forward(
         self, x: torch.Tensor, inputs: torch.Tensor | None = None
@@ -231,11 +239,15 @@ class MaskPredictor(nn.Module):
         """`inputs`: `trunk_input(x)`, when the caller has computed it already (to share it)."""
         inputs = trunk_input(x) if inputs is None else inputs
         cues = blur_cues(x) if self.cues is not None or self.refine is not None else None
-        if self.cues is None:
+        if self.cues is None and self.edge_cues is None:
             features = self.features(inputs)
         else:  # the cues join the patch conv before its ReLU
             patches = self.features[0](inputs)
-            features = self.features[1:](patches + self.cues(cues).to(patches.dtype))
+            if self.cues is not None:
+                patches = patches + self.cues(cues).to(patches.dtype)
+            if self.edge_cues is not None:
+                patches = patches + self.edge_cues(edge_width_cues(x)).to(patches.dtype)
+            features = self.features[1:](patches)
         if self.context is not None:
             features = self.context(features)
         logits = self.head(features)

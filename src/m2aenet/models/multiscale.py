@@ -77,6 +77,7 @@ class M2AENetMSConfig:
     fine_blocks:           blocks of the full-resolution level
     mask_*, analyzer_*, motion_scale, mask_threshold, mask_dilation, whole_frame_fraction,
     whole_frame_extent:    as in M2AENetConfig
+    mask_defocus_veto:     as in M2AENetConfig
     """
 
     widths: tuple[int, ...] = (32, 64, 128)
@@ -94,6 +95,7 @@ class M2AENetMSConfig:
     mask_context_depth: int = 3
     mask_cues: bool = False
     mask_refine_width: int = 0
+    mask_edge_cues: bool = False
     analyzer_stem: bool = False
     analyzer_stem_context_depth: int = 0
     analyzer_width: int = 16
@@ -103,6 +105,7 @@ class M2AENetMSConfig:
     mask_dilation: int = 2
     whole_frame_fraction: float = 1.0
     whole_frame_extent: float = 0.0
+    mask_defocus_veto: float = 0.0
 
     def __post_init__(self) -> None:
         levels = len(self.widths)

@@ -31,6 +31,7 @@ SWAPPED_MODEL_KEYS = (
     "mask_context_depth",
     "mask_cues",
     "mask_refine_width",
+    "mask_edge_cues",
 )
 
 

@@ -47,6 +47,7 @@ TUNABLE = (
     "context_depth",
     "cues",
     "refine_width",
+    "edge_cues",
     "centred_fraction",
     "hard_negatives",
     "defocus_max_radius",
@@ -76,9 +77,10 @@ class PredictorTraining:
         everywhere (`data.sharp_crops`), drawn for this share of each batch (with pools only);
     steps, minutes: stop at `steps` optimizer steps or after `minutes` of training, whichever
         comes first; the cosine learning-rate schedule runs over `minutes` when given;
-    context_depth, cues, refine_width, threshold: None takes the model's `mask_context_depth`,
-        `mask_cues`, `mask_refine_width`, `mask_threshold` (cues and a refine branch added to
-        a warm start begin at zero: `MaskPredictor`);
+    context_depth, cues, refine_width, edge_cues, threshold: None takes the model's
+        `mask_context_depth`, `mask_cues`, `mask_refine_width`, `mask_edge_cues`,
+        `mask_threshold` (cues and a refine branch added to a warm start begin at zero:
+        `MaskPredictor`);
     crop (px), batch, lr (peak, AdamW), centred_fraction (crops centred on blur),
     hard_negatives (and the largest defocus radius among them, px), zoom_out (share of pool
     crops cut up to twice as large and downscaled, and the shortest blur, px, a zoom keeps:
@@ -100,6 +102,7 @@ class PredictorTraining:
     context_depth: int | None = None
     cues: bool | None = None
     refine_width: int | None = None
+    edge_cues: bool | None = None
     threshold: float | None = None
     crop: int = 160
     batch: int = 8
@@ -163,6 +166,7 @@ class PredictorTraining:
             refine_width=(
                 config.mask_refine_width if self.refine_width is None else self.refine_width
             ),
+            edge_cues=config.mask_edge_cues if self.edge_cues is None else self.edge_cues,
             threshold=config.mask_threshold if self.threshold is None else self.threshold,
         )
 
@@ -253,6 +257,7 @@ def build_predictor(settings: PredictorTraining) -> MaskPredictor:
         settings.context_depth,
         bool(settings.cues),
         settings.refine_width,
+        bool(settings.edge_cues),
     )
     if settings.init:
         initial_weights(net, settings.init)

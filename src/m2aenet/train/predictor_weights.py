@@ -98,7 +98,7 @@ def initial_weights(net: MaskPredictor, source: str | Path) -> None:
     shipped name); CheckpointError if it does not fit.
 
     The context branch may be new (it starts at zero) or deeper (`deepen_context`), and the
-    cue input and the refine branch may be new (they start at zero): either way the
+    cue inputs and the refine branch may be new (they start at zero): either way the
     warm-started predictor begins exactly where the source's was.
     """
     predictor = deepen_context(predictor_tensors(source), net)
@@ -106,7 +106,9 @@ def initial_weights(net: MaskPredictor, source: str | Path) -> None:
         missing, unexpected = net.load_state_dict(predictor, strict=False)
     except RuntimeError as error:  # shapes
         raise CheckpointError(f"{source}: predictor does not fit ({error})") from error
-    if unexpected or any(not key.startswith(("context.", "cues.", "refine.")) for key in missing):
+    if unexpected or any(
+        not key.startswith(("context.", "cues.", "refine.", "edge_cues.")) for key in missing
+    ):
         raise CheckpointError(f"{source}: predictor does not fit ({missing=}, {unexpected=})")
 
 
@@ -116,9 +118,9 @@ def swap_predictor(weights: str | Path, predictor: dict[str, torch.Tensor]) -> n
     Models whose analyzer still reads the predictor's features are first upgraded to
     `analyzer_stem: true`, with the stem a copy of the old predictor without its head (trunk,
     and context branch if it has one: `analyzer_stem_context_depth`), so the analyzer's input
-    stays exactly what it was trained on; the config's `mask_context_depth`, `mask_cues` and
-    `mask_refine_width` become the new predictor's (read from its tensors). Every other tensor
-    is kept as it was.
+    stays exactly what it was trained on; the config's `mask_context_depth`, `mask_cues`,
+    `mask_refine_width` and `mask_edge_cues` become the new predictor's (read from its
+    tensors). Every other tensor is kept as it was.
     """
     old = load_model(weights)
     changes = {
@@ -126,6 +128,7 @@ def swap_predictor(weights: str | Path, predictor: dict[str, torch.Tensor]) -> n
         "mask_context_depth": context_depth(predictor),
         "mask_cues": "cues.weight" in predictor,
         "mask_refine_width": refine_width(predictor),
+        "mask_edge_cues": "edge_cues.weight" in predictor,
     }
     if old.analyzer_stem is None:
         changes["analyzer_stem_context_depth"] = old.config.mask_context_depth
