@@ -36,9 +36,9 @@ given the swapped weights' `analyzer_stem`, `analyzer_stem_context_depth` and
 Its overrides (KEY=VALUE) are these `PredictorTraining` settings: crop, batch, lr,
 context_depth (default: the model's; deeper starts as the shallower branch), cues,
 refine_width (a new branch starts at zero), edge_cues (start at zero), centred_fraction,
-hard_negatives,
-defocus_max_radius, zoom_out, zoom_keep_blur, min_blur, sharp_fraction, threshold (for the val
-scores; default: the model's), seed, threads, report_every (`train.predictor.TUNABLE`). `--minutes`
+hard_negatives, defocus_max_radius, zoom_out, zoom_keep_blur, min_blur, sharp_fraction,
+threshold (for the val scores; default: the model's), seed, threads, report_every
+(`train.predictor.TUNABLE`). `--minutes`
 stops it like a training stage; it continues from its resume state.
 
 Paths are relative to the working directory, as in training configs (run from the repository
