@@ -21,6 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from m2aenet.models.gaussian import gaussian_blur
+
 #: Channels of `edge_width_cues`: narrowest and widest log2 width, support, edge density.
 EDGE_CUE_CHANNELS = 4
 REBLUR_SIGMA = 2.0  # s0: wide enough to measure widths up to ~4 px before the ratio flattens
@@ -29,16 +31,6 @@ ORIENTATIONS = 8  # gradient-direction bins over 180 degrees
 MIN_CONTRAST = 0.02  # gradient (luma in [0, 1] per px) below which no edge is read
 NEIGHBOURHOOD = 11  # 1/4-size cells (44 px) pooled per estimate: a few edges of each bin
 MIN_EDGES = 3.0  # edge pixels an orientation needs in a neighbourhood to count
-
-
-def _gaussian_blur(luma: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, 1, H, W), borders replicated."""
-    radius = math.ceil(3 * sigma)
-    taps = torch.arange(-radius, radius + 1, dtype=luma.dtype, device=luma.device)
-    kernel = torch.exp(-taps.square() / (2 * sigma * sigma))
-    kernel = kernel / kernel.sum()
-    luma = F.conv2d(F.pad(luma, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(luma, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
 
 
 def _central_gradients(luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,18 +65,14 @@ def _neighbourhood_sum(cells: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(cells, NEIGHBOURHOOD, stride=1, padding=pad, count_include_pad=True) * area
 
 
-def edge_width_cues(x: torch.Tensor) -> torch.Tensor:
-    """Edge widths of x (B, 3, H, W) per 1/4-size cell's neighbourhood: (B, 4, H/4, W/4).
-
-    Channels: log2 of the narrowest and of the widest orientation's mean edge width (0 where
-    fewer than two orientations have MIN_EDGES edge pixels), that support (1 or 0), and the
-    neighbourhood's edge density (log1p of edge pixels / 4). H and W must be multiples of 4.
-    """
+def _orientation_widths(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per 1/4-size cell's neighbourhood and orientation (B, ORIENTATIONS, H/4, W/4): the mean
+    edge width (px), the edge pixels, and whether there are at least MIN_EDGES of them."""
     luma = x.float().mean(dim=1, keepdim=True)
     grad_x, grad_y = _central_gradients(luma)
     magnitude = torch.hypot(grad_x, grad_y)
-    reblurred = torch.hypot(*_central_gradients(_gaussian_blur(luma, REBLUR_SIGMA)))
-    ratio = (magnitude / (reblurred + 1e-6)).clamp(min=1.0 + 1e-3)
+    reblurred = gaussian_blur(luma, REBLUR_SIGMA, truncate=3.0, pad_mode="replicate")
+    ratio = (magnitude / (torch.hypot(*_central_gradients(reblurred)) + 1e-6)).clamp(min=1.001)
     widths = (REBLUR_SIGMA / torch.sqrt(ratio.square() - 1)).clamp(max=MAX_WIDTH)
     angle = torch.remainder(torch.atan2(grad_y, grad_x), math.pi)
     edges = _edge_pixels(magnitude, angle)
@@ -95,19 +83,36 @@ def edge_width_cues(x: torch.Tensor) -> torch.Tensor:
     )  # (B, ORIENTATIONS, H, W)
     counts = _neighbourhood_sum(F.avg_pool2d(per_bin, 4) * 16)
     sums = _neighbourhood_sum(F.avg_pool2d(per_bin * widths, 4) * 16)
-    supported = counts >= MIN_EDGES
-    mean = sums / counts.clamp(min=1.0)
+    return sums / counts.clamp(min=1.0), counts, counts >= MIN_EDGES
+
+
+def _narrowest(mean: torch.Tensor, supported: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, h, w): the narrowest supported orientation's width (inf where none) and whether
+    at least two orientations are supported (a verdict needs directions to compare)."""
     narrowest = torch.where(supported, mean, torch.full_like(mean, math.inf)).amin(1, keepdim=True)
+    return narrowest, supported.sum(1, keepdim=True) >= 2
+
+
+def edge_width_cues(x: torch.Tensor) -> torch.Tensor:
+    """Edge widths of x (B, 3, H, W) per 1/4-size cell's neighbourhood: (B, 4, H/4, W/4).
+
+    Channels: log2 of the narrowest and of the widest orientation's mean edge width (0 where
+    fewer than two orientations have MIN_EDGES edge pixels), that support (1 or 0), and the
+    neighbourhood's edge density (log1p of edge pixels / 4). H and W must be multiples of 4.
+    """
+    mean, counts, supported = _orientation_widths(x)
+    narrowest, valid = _narrowest(mean, supported)
     widest = torch.where(supported, mean, torch.zeros_like(mean)).amax(1, keepdim=True)
-    valid = (supported.sum(1, keepdim=True) >= 2).to(luma.dtype)
-    narrowest = torch.log2(torch.where(valid > 0, narrowest, torch.ones_like(narrowest)))
+    narrowest = torch.log2(torch.where(valid, narrowest, torch.ones_like(narrowest)))
+    valid = valid.to(mean.dtype)
     widest = torch.log2(widest.clamp(min=1e-3)) * valid
     density = torch.log1p(counts.sum(1, keepdim=True) / 4)
-    return torch.cat([narrowest * valid, widest, valid, density], dim=1)
+    return torch.cat([narrowest, widest, valid, density], dim=1)
 
 
 def defocused_cells(x: torch.Tensor, veto: float) -> torch.Tensor:
     """Cells (B, 1, H/4, W/4) of x (B, 3, H, W) that look defocused rather than smeared:
     even their narrowest edge orientation is wider than `veto` px (MAX_WIDTH > veto > 0)."""
-    cues = edge_width_cues(x)
-    return (cues[:, 2:3] > 0) & (cues[:, 0:1] > math.log2(veto))
+    mean, _, supported = _orientation_widths(x)
+    narrowest, valid = _narrowest(mean, supported)
+    return valid & (narrowest > veto)

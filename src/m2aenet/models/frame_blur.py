@@ -20,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from m2aenet.models.gaussian import gaussian_blur, gaussian_radius
+
 WORKING_SIDE = 640  # px: the frame is measured at this longest side, so blur counts relative to it
 TILE = 64
 STRIDE = 64  # tiles side by side: overlapping ones (32) took 75 ms at 640x360, these 9
@@ -80,15 +82,9 @@ def _working_luma(image: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian(luma: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = math.ceil(4 * sigma)
-    taps = torch.arange(-radius, radius + 1, dtype=luma.dtype, device=luma.device)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    if min(luma.shape[-2:]) <= radius:
+    if min(luma.shape[-2:]) <= gaussian_radius(sigma):  # too small to reflect-pad
         return luma
-    padded = F.pad(luma, (radius, radius, radius, radius), mode="reflect")
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1))
-    return F.conv2d(rows, kernel.view(1, 1, -1, 1))
+    return gaussian_blur(luma, sigma)
 
 
 def _derivative(luma: torch.Tensor, step: tuple[int, int]) -> torch.Tensor:
